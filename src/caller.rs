@@ -1,0 +1,220 @@
+//! Who is reading: pid -> cgroup placement, pid namespace and container init
+//! (DESIGN.md section 2). Reads only `/proc/<pid>/{stat,cgroup,ns/pid}` of
+//! the caller and its ancestors: no fork, no setns, no scan of /proc.
+
+use crate::cgroup::{self, Cgroups, Placement};
+use lru::LruCache;
+use procfs::FromRead;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+}
+
+/// The fields of `/proc/<pid>/stat` proclens needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub ppid: u32,
+    pub state: char,
+    /// Start time in clock ticks after boot (field 22).
+    pub starttime: u64,
+}
+
+/// Parses `/proc/<pid>/stat` text (procfs handles a `comm` holding spaces
+/// or parentheses).
+pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
+    let s = procfs::process::Stat::from_read(text.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(ProcStat {
+        ppid: u32::try_from(s.ppid).map_err(|_| format!("bad ppid {}", s.ppid))?,
+        state: s.state,
+        starttime: s.starttime,
+    })
+}
+
+/// Reads the stat of a process or thread below `root`.
+pub fn read_stat(root: &Path, pid: u32) -> Result<ProcStat, Error> {
+    let path = root.join(format!("proc/{pid}/stat"));
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse_stat(&text).map_err(|msg| Error::Parse { path, msg })
+}
+
+/// The pid namespace inode from the `pid:[4026531836]` link text.
+pub fn parse_ns_link(text: &str) -> Option<u64> {
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn pid_ns(root: &Path, pid: &str) -> Result<u64, Error> {
+    let path = root.join(format!("proc/{pid}/ns/pid"));
+    let link = std::fs::read_link(&path).map_err(|source| Error::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let text = link.to_string_lossy();
+    parse_ns_link(&text).ok_or_else(|| Error::Parse {
+        path,
+        msg: format!("unexpected link {text:?}"),
+    })
+}
+
+/// A resolved reader.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub pid: u32,
+    pub starttime: u64,
+    pub placement: Placement,
+    /// In the daemon's own pid namespace: uptime is the host's.
+    pub host: bool,
+    /// Start time (ticks after boot) of the oldest ancestor in the caller's
+    /// pid namespace: the container's init. 0 for the host.
+    pub init_start: u64,
+}
+
+/// How long a resolved caller is trusted: a cgroup move shows within this.
+const TTL: Duration = Duration::from_secs(1);
+const CACHE_SIZE: usize = 4096;
+/// Guards the ancestor walk against a corrupted or cyclic tree.
+const MAX_DEPTH: usize = 4096;
+
+/// (pid, start time): unique for the life of the boot.
+type CacheKey = (u32, u64);
+
+/// Resolves pids to callers, caching by (pid, start time) so that a recycled
+/// pid never gets another process's answer.
+#[derive(Debug)]
+pub struct Resolver {
+    root: PathBuf,
+    self_ns: u64,
+    cache: Mutex<LruCache<CacheKey, (Instant, Arc<Caller>)>>,
+}
+
+impl Resolver {
+    pub fn new(root: &Path) -> Result<Resolver, Error> {
+        Ok(Resolver {
+            root: root.to_owned(),
+            self_ns: pid_ns(root, "self")?,
+            cache: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
+            )),
+        })
+    }
+
+    pub fn resolve(&self, cgroups: &Cgroups, pid: u32) -> Result<Arc<Caller>, Error> {
+        let stat = read_stat(&self.root, pid)?;
+        let key = (pid, stat.starttime);
+        if let Ok(mut c) = self.cache.lock() {
+            if let Some((at, caller)) = c.get(&key) {
+                if at.elapsed() < TTL {
+                    return Ok(caller.clone());
+                }
+            }
+        }
+        let caller = Arc::new(self.resolve_uncached(cgroups, pid, stat)?);
+        if let Ok(mut c) = self.cache.lock() {
+            c.put(key, (Instant::now(), caller.clone()));
+        }
+        Ok(caller)
+    }
+
+    fn resolve_uncached(
+        &self,
+        cgroups: &Cgroups,
+        pid: u32,
+        stat: ProcStat,
+    ) -> Result<Caller, Error> {
+        let path = self.root.join(format!("proc/{pid}/cgroup"));
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let membership = cgroup::mounts::parse_proc_cgroup(&text)
+            .map_err(|e| Error::Parse { path, msg: e.0 })?;
+        let placement = cgroups.locate(&membership);
+        let ns = pid_ns(&self.root, &pid.to_string())?;
+        let host = ns == self.self_ns;
+        let init_start = if host {
+            0
+        } else {
+            self.init_start(pid, stat, ns)?
+        };
+        // The process may have exited and its pid been reused while we read:
+        // then the start time changed and the answer belongs to nobody.
+        if read_stat(&self.root, pid)?.starttime != stat.starttime {
+            return Err(Error::Parse {
+                path: self.root.join(format!("proc/{pid}/stat")),
+                msg: "process was replaced while resolving it".into(),
+            });
+        }
+        Ok(Caller {
+            pid,
+            starttime: stat.starttime,
+            placement,
+            host,
+            init_start,
+        })
+    }
+
+    /// Walks up `PPid` while the parent is in the same pid namespace.
+    fn init_start(&self, pid: u32, stat: ProcStat, ns: u64) -> Result<u64, Error> {
+        let mut cur = stat;
+        let mut cur_pid = pid;
+        for _ in 0..MAX_DEPTH {
+            if cur.ppid == 0 {
+                break;
+            }
+            match pid_ns(&self.root, &cur.ppid.to_string()) {
+                Ok(pns) if pns == ns => {}
+                // A parent in another namespace, or one that just exited
+                // (we were reparented): the current process is the init.
+                _ => break,
+            }
+            match read_stat(&self.root, cur.ppid) {
+                Ok(s) => {
+                    cur_pid = cur.ppid;
+                    cur = s;
+                }
+                Err(_) => break,
+            }
+        }
+        log::trace!("pid {pid}: container init is pid {cur_pid}");
+        Ok(cur.starttime)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_hostile_comm() {
+        let t = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5678 1000000 100 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        let s = parse_stat(t).expect("parses");
+        assert_eq!(
+            s,
+            ProcStat {
+                ppid: 1,
+                state: 'S',
+                starttime: 5678
+            }
+        );
+        assert!(parse_stat("garbage").is_err());
+    }
+
+    #[test]
+    fn ns_links() {
+        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4026531836));
+        assert_eq!(parse_ns_link("net:[4026531836]"), None);
+    }
+}

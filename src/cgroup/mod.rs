@@ -1,0 +1,198 @@
+//! cgroup discovery and readers. Everything here takes a filesystem root
+//! (`/` in production, a captured fixture tree in tests).
+
+pub mod mounts;
+pub mod parse;
+mod read;
+
+pub use mounts::{Controller, Membership, Mounts};
+pub use parse::{DevNum, IoCounters};
+pub use read::{CpuLimits, CpuUsage, MemStat, Memory};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// An error that names the file and what went wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: parse::ParseError,
+    },
+}
+
+/// cgroup v1 or the unified (v2) hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where one controller's files are for one cgroup: its directory and the
+/// hierarchy's mount point, where the walk up to the ancestors stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dir {
+    pub version: Version,
+    pub path: PathBuf,
+    pub top: PathBuf,
+}
+
+impl Dir {
+    /// This cgroup and its ancestors up to the hierarchy root, leaf first.
+    pub fn chain(&self) -> impl Iterator<Item = &Path> {
+        mounts::ancestors(&self.path, &self.top)
+    }
+}
+
+/// The controller directories of one cgroup membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub dirs: BTreeMap<Controller, Dir>,
+}
+
+impl Placement {
+    pub fn get(&self, c: Controller) -> Option<&Dir> {
+        self.dirs.get(&c)
+    }
+
+    /// The directory whose task list describes the container: pids, then cpu,
+    /// then memory (on v2 they are all the same directory).
+    pub fn tasks_dir(&self) -> Option<&Dir> {
+        [
+            Controller::Pids,
+            Controller::Cpuacct,
+            Controller::Cpu,
+            Controller::Memory,
+        ]
+        .iter()
+        .find_map(|c| self.get(*c))
+    }
+}
+
+/// The host's cgroup layout: which controller is on which hierarchy.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    root: PathBuf,
+    mounts: Mounts,
+    /// Controllers enabled on the unified hierarchy (its root's cgroup.controllers).
+    v2_controllers: BTreeSet<String>,
+}
+
+/// Joins an absolute path below a filesystem root.
+pub fn under(root: &Path, abs: &Path) -> PathBuf {
+    root.join(abs.strip_prefix("/").unwrap_or(abs))
+}
+
+impl Cgroups {
+    /// Reads `<root>/proc/self/mountinfo` and the unified root's controllers.
+    pub fn discover(root: &Path) -> Result<Self, Error> {
+        let path = root.join("proc/self/mountinfo");
+        let text = read::text(&path)?;
+        let mounts =
+            mounts::parse_mountinfo(&text).map_err(|source| Error::Parse { path, source })?;
+        Self::new(root, mounts)
+    }
+
+    pub fn new(root: &Path, mounts: Mounts) -> Result<Self, Error> {
+        let mut v2_controllers = BTreeSet::new();
+        if let Some(v2) = &mounts.v2 {
+            let path = under(root, &v2.mountpoint).join("cgroup.controllers");
+            if let Some(text) = read::text_opt(&path)? {
+                v2_controllers = text.split_whitespace().map(str::to_owned).collect();
+            }
+        }
+        Ok(Cgroups {
+            root: root.to_owned(),
+            mounts,
+            v2_controllers,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A human summary for the startup log line.
+    pub fn describe(&self) -> String {
+        let v1: Vec<&str> = self.mounts.v1.keys().map(|c| c.v1_name()).collect();
+        let v2: Vec<&str> = self.v2_controllers.iter().map(String::as_str).collect();
+        format!(
+            "cgroup v1 controllers [{}], v2 controllers [{}]",
+            v1.join(" "),
+            v2.join(" ")
+        )
+    }
+
+    /// A controller sits on v1 when a v1 hierarchy has it, else on v2 when
+    /// the unified hierarchy has it enabled, else nowhere (unlimited).
+    pub fn locate(&self, m: &Membership) -> Placement {
+        let mut dirs = BTreeMap::new();
+        for c in Controller::ALL {
+            let dir = if let Some(mount) = self.mounts.v1.get(&c) {
+                m.v1.get(&c)
+                    .and_then(|p| mounts::cgroup_dir(mount, p))
+                    .map(|p| Dir {
+                        version: Version::V1,
+                        path: under(&self.root, &p),
+                        top: under(&self.root, &mount.mountpoint),
+                    })
+            } else {
+                match (&self.mounts.v2, &m.v2) {
+                    (Some(mount), Some(p)) if self.v2_controllers.contains(c.v2_name()) => {
+                        mounts::cgroup_dir(mount, p).map(|p| Dir {
+                            version: Version::V2,
+                            path: under(&self.root, &p),
+                            top: under(&self.root, &mount.mountpoint),
+                        })
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(d) = dir {
+                dirs.insert(c, d);
+            }
+        }
+        Placement { dirs }
+    }
+
+    /// The membership a process in cgroup `path` has (same path on every
+    /// hierarchy), for `proclens show --cgroup`.
+    pub fn membership_of_path(&self, path: &str) -> Membership {
+        Membership {
+            v2: self.mounts.v2.as_ref().map(|_| path.to_owned()),
+            v1: self
+                .mounts
+                .v1
+                .keys()
+                .map(|c| (*c, path.to_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn memory(&self, p: &Placement) -> Result<Option<Memory>, Error> {
+        p.get(Controller::Memory).map(read::memory).transpose()
+    }
+
+    pub fn cpu_limits(&self, p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
+        read::cpu_limits(p, online)
+    }
+
+    pub fn cpu_usage(&self, p: &Placement) -> Result<Option<CpuUsage>, Error> {
+        read::cpu_usage(p)
+    }
+
+    pub fn io(&self, p: &Placement) -> Result<Option<BTreeMap<DevNum, IoCounters>>, Error> {
+        p.get(Controller::Blkio).map(read::io).transpose()
+    }
+
+    /// Thread ids of every task in the cgroup and its descendants.
+    pub fn tasks(&self, dir: &Dir) -> Result<Vec<u32>, Error> {
+        read::tasks(dir)
+    }
+}

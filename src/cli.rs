@@ -1,0 +1,79 @@
+//! Command-line definitions.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "proclens",
+    version,
+    about = "Container-aware /proc and /sys/devices/system/cpu over FUSE",
+    long_about = "proclens serves proc/{meminfo,cpuinfo,stat,loadavg,uptime,diskstats,swaps} and \
+sys/devices/system/cpu rendered per reader from the reader's cgroup, so free, top, uptime, \
+htop, vmstat and iostat inside a container show the container.\n\n\
+Example:\n  proclens mount &\n  docker run -v /var/lib/proclens/proc/meminfo:/proc/meminfo:ro ... free -m"
+)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount the filesystem and serve it in the foreground (as root, in the host pid namespace).
+    #[command(
+        after_help = "Example:\n  proclens mount                  # serves /var/lib/proclens\n  proclens mount /run/proclens -v"
+    )]
+    Mount {
+        /// Where to mount; created if absent.
+        #[arg(default_value = DEFAULT_MOUNTPOINT)]
+        mountpoint: PathBuf,
+        #[command(flatten)]
+        opts: ViewOpts,
+    },
+    /// Print what a process (or a process in a cgroup) would read through the mount.
+    #[command(
+        after_help = "Example:\n  proclens show meminfo --pid 4242\n  proclens show cpu/online --cgroup /system.slice/docker-abc.scope"
+    )]
+    Show {
+        /// meminfo, cpuinfo, stat, loadavg, uptime, diskstats, swaps or cpu/online
+        /// (also cpu/possible, cpu/present).
+        file: String,
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        opts: ViewOpts,
+    },
+    /// Host and container side by side: memory, swap, CPUs, load, uptime, disk I/O.
+    #[command(after_help = "Example:\n  proclens diff --pid 4242")]
+    Diff {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        opts: ViewOpts,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// A process id in the host's pid namespace.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// A cgroup path as in /proc/<pid>/cgroup, e.g. /mycontainer.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ViewOpts {
+    /// Do not cap the visible CPU count at ceil(CPU quota); show the whole cpuset.
+    #[arg(long)]
+    pub no_cfs_cpus: bool,
+}

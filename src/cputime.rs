@@ -1,0 +1,296 @@
+//! Per-container CPU lines for /proc/stat that never go backwards.
+//!
+//! user and system come from the cgroup's CPU time; idle is the container's
+//! allowance (wall time x min(quota, cpuset size)) minus what it used,
+//! integrated sample by sample, so a quota or cpuset change alters the rate
+//! from then on and never rewrites the past. Each line only ever grows by
+//! non-negative deltas, which is what top, mpstat and psutil rely on.
+
+use crate::cgroup::CpuUsage;
+use crate::render::stat::CpuTimes;
+
+/// One visible CPU's counters, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Line {
+    pub user: u64,
+    pub system: u64,
+    pub idle: u64,
+}
+
+/// What was sampled at one instant.
+#[derive(Debug, Clone)]
+pub struct Sample<'a> {
+    /// CLOCK_BOOTTIME, ns.
+    pub now: u64,
+    pub usage: &'a CpuUsage,
+    /// Host CPUs shown as cpu0..cpu{n-1}.
+    pub visible: &'a [u32],
+    /// CPUs' worth of time the cgroup may use: min(quota, cpuset size).
+    pub rate: f64,
+}
+
+/// The integrated state of one container.
+#[derive(Debug, Clone)]
+pub struct Account {
+    last_now: u64,
+    last_user: u64,
+    last_system: u64,
+    last_per_cpu: Option<Vec<(u64, u64)>>,
+    lines: Vec<Line>,
+}
+
+/// Splits `total` over `n` slots as evenly as integers allow.
+fn spread(total: u64, n: usize) -> impl Iterator<Item = u64> {
+    let n = n.max(1) as u64;
+    (0..n).map(move |i| total / n + u64::from(i < total % n))
+}
+
+/// Per-line (user, system) of `per_cpu` counters: each visible CPU gets its
+/// host CPU's time, and time spent on CPUs no longer visible is spread evenly
+/// so that the sum is the cgroup's total.
+fn split(
+    user: u64,
+    system: u64,
+    per_cpu: Option<&[(u64, u64)]>,
+    visible: &[u32],
+) -> Vec<(u64, u64)> {
+    let n = visible.len().max(1);
+    let mut out = vec![(0u64, 0u64); n];
+    let (mut ru, mut rs) = (user, system);
+    if let Some(pc) = per_cpu {
+        for (slot, cpu) in out.iter_mut().zip(visible) {
+            if let Some(&(u, s)) = pc.get(*cpu as usize) {
+                let (u, s) = (u.min(ru), s.min(rs));
+                *slot = (u, s);
+                ru -= u;
+                rs -= s;
+            }
+        }
+    }
+    for ((slot, u), s) in out.iter_mut().zip(spread(ru, n)).zip(spread(rs, n)) {
+        slot.0 += u;
+        slot.1 += s;
+    }
+    out
+}
+
+impl Account {
+    /// First sight of a container started at `start` (boot-relative ns): its
+    /// idle so far is what it could have used at today's rate minus what it did.
+    pub fn new(start: u64, s: &Sample) -> Account {
+        let n = s.visible.len().max(1);
+        let used = s.usage.user + s.usage.system;
+        let allowance = (s.now.saturating_sub(start) as f64 * s.rate) as u64;
+        let idle = allowance.saturating_sub(used);
+        let lines = split(
+            s.usage.user,
+            s.usage.system,
+            s.usage.per_cpu.as_deref(),
+            s.visible,
+        )
+        .into_iter()
+        .zip(spread(idle, n))
+        .map(|((user, system), idle)| Line { user, system, idle })
+        .collect();
+        Account {
+            last_now: s.now,
+            last_user: s.usage.user,
+            last_system: s.usage.system,
+            last_per_cpu: s.usage.per_cpu.clone(),
+            lines,
+        }
+    }
+
+    /// Adds what happened since the last sample.
+    pub fn advance(&mut self, s: &Sample) {
+        let n = s.visible.len().max(1);
+        // Fewer CPUs visible now: fold the vanished lines into the others
+        // so the totals keep growing.
+        if self.lines.len() > n {
+            let gone: Vec<Line> = self.lines.drain(n..).collect();
+            for (i, g) in gone.iter().enumerate() {
+                let l = &mut self.lines[i % n];
+                l.user += g.user;
+                l.system += g.system;
+                l.idle += g.idle;
+            }
+        }
+        self.lines.resize(n, Line::default());
+        let dt = s.now.saturating_sub(self.last_now);
+        // Kernel counters only grow, but a recreated cgroup restarts them:
+        // a negative delta counts as none.
+        let du = s.usage.user.saturating_sub(self.last_user);
+        let ds = s.usage.system.saturating_sub(self.last_system);
+        let per_cpu_delta: Option<Vec<(u64, u64)>> = match (&s.usage.per_cpu, &self.last_per_cpu) {
+            (Some(now), Some(then)) => Some(
+                now.iter()
+                    .enumerate()
+                    .map(|(i, (u, sy))| {
+                        let (pu, ps) = then.get(i).copied().unwrap_or((0, 0));
+                        (u.saturating_sub(pu), sy.saturating_sub(ps))
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let busy = split(du, ds, per_cpu_delta.as_deref(), s.visible);
+        let allowance = (dt as f64 * s.rate) as u64;
+        let idle = allowance.saturating_sub(du + ds);
+        for ((l, (u, sy)), i) in self.lines.iter_mut().zip(busy).zip(spread(idle, n)) {
+            l.user += u;
+            l.system += sy;
+            l.idle += i;
+        }
+        self.last_now = s.now;
+        self.last_user = s.usage.user;
+        self.last_system = s.usage.system;
+        self.last_per_cpu = s.usage.per_cpu.clone();
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    pub fn idle_ns(&self) -> u64 {
+        self.lines.iter().map(|l| l.idle).sum()
+    }
+
+    /// The lines in USER_HZ ticks.
+    pub fn times(&self, ticks_per_sec: u64) -> Vec<CpuTimes> {
+        let ns_per_tick = 1_000_000_000 / ticks_per_sec.max(1);
+        self.lines
+            .iter()
+            .map(|l| CpuTimes {
+                user: l.user / ns_per_tick,
+                system: l.system / ns_per_tick,
+                idle: l.idle / ns_per_tick,
+                ..CpuTimes::default()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(user: u64, system: u64, per_cpu: Option<Vec<(u64, u64)>>) -> CpuUsage {
+        CpuUsage {
+            user,
+            system,
+            per_cpu,
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn saturating_a_half_cpu_quota_leaves_no_idle() {
+        // Rule (DESIGN 4, stat): idle = allowance - used. 0.5 CPU for 10 s
+        // is 5 s of allowance; a container that used 5 s has no idle.
+        let u = usage(4 * S, S, None);
+        let a = Account::new(
+            0,
+            &Sample {
+                now: 10 * S,
+                usage: &u,
+                visible: &[1],
+                rate: 0.5,
+            },
+        );
+        assert_eq!(
+            a.lines(),
+            &[Line {
+                user: 4 * S,
+                system: S,
+                idle: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn idle_container_is_all_idle_over_its_cpus() {
+        // 2 CPUs for 10 s, nothing used: 20 s idle, 10 s per line.
+        let u = usage(0, 0, None);
+        let mut a = Account::new(
+            0,
+            &Sample {
+                now: 10 * S,
+                usage: &u,
+                visible: &[0, 1],
+                rate: 2.0,
+            },
+        );
+        assert_eq!(a.idle_ns(), 20 * S);
+        a.advance(&Sample {
+            now: 11 * S,
+            usage: &u,
+            visible: &[0, 1],
+            rate: 2.0,
+        });
+        assert_eq!(a.lines()[0].idle, 11 * S);
+        assert_eq!(a.lines()[1].idle, 11 * S);
+    }
+
+    #[test]
+    fn v1_per_cpu_time_lands_on_its_line() {
+        // Host CPUs 2 and 3 visible as cpu0 and cpu1.
+        let u = usage(30, 3, Some(vec![(0, 0), (0, 0), (10, 1), (20, 2)]));
+        let a = Account::new(
+            0,
+            &Sample {
+                now: 0,
+                usage: &u,
+                visible: &[2, 3],
+                rate: 2.0,
+            },
+        );
+        assert_eq!((a.lines()[0].user, a.lines()[0].system), (10, 1));
+        assert_eq!((a.lines()[1].user, a.lines()[1].system), (20, 2));
+    }
+
+    #[test]
+    fn never_backwards_when_cpuset_and_quota_change() {
+        let mut t = 0;
+        let mut used = 0;
+        let u0 = usage(0, 0, None);
+        let mut a = Account::new(
+            0,
+            &Sample {
+                now: 0,
+                usage: &u0,
+                visible: &[0, 1, 2, 3],
+                rate: 4.0,
+            },
+        );
+        let mut prev_total = 0;
+        let mut prev_lines = a.lines().to_vec();
+        for step in 0..200u64 {
+            t += S / 10;
+            used += S / 20 * (step % 3);
+            let visible: Vec<u32> = (0..(1 + step % 4) as u32).collect();
+            let rate = 0.25 + (step % 7) as f64 * 0.5;
+            let u = usage(used / 2, used - used / 2, None);
+            a.advance(&Sample {
+                now: t,
+                usage: &u,
+                visible: &visible,
+                rate,
+            });
+            let total: u64 = a.lines().iter().map(|l| l.user + l.system + l.idle).sum();
+            assert!(total >= prev_total, "total went backwards at step {step}");
+            for (i, l) in a.lines().iter().enumerate() {
+                if visible.len() >= prev_lines.len() || i < visible.len() {
+                    if let Some(p) = prev_lines.get(i) {
+                        assert!(
+                            l.user >= p.user && l.system >= p.system && l.idle >= p.idle,
+                            "line {i} went backwards at step {step}"
+                        );
+                    }
+                }
+            }
+            prev_total = total;
+            prev_lines = a.lines().to_vec();
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The FUSE filesystem: the only module that knows fuser.
+//!
+//! Layout: `proc/{meminfo,...}` and `sys/devices/system/cpu/`. The cpu
+//! directory shows `online`, `possible`, `present` and `cpu0..cpu{n-1}` per
+//! reader; every other entry passes through from the host. Files are opened
+//! with direct I/O (no page cache, so one reader's content never reaches
+//! another) and no FLUSH, rendered at open and again on a later read at
+//! offset 0 (top and htop keep /proc/stat open and pread it from 0), served
+//! from that snapshot otherwise.
+
+use crate::view::{VFile, Views};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
+};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const ROOT: u64 = 1;
+const PROC: u64 = 2;
+const SYS: u64 = 3;
+const SYS_DEVICES: u64 = 4;
+const SYS_SYSTEM: u64 = 5;
+const CPU_DIR: u64 = 6;
+/// Virtual files: FIRST_FILE + index in `FILES`.
+const FIRST_FILE: u64 = 10;
+/// Passthrough entries below the cpu directory get inodes from here on.
+const FIRST_DYNAMIC: u64 = 1000;
+
+const FILES: [VFile; 10] = [
+    VFile::Meminfo,
+    VFile::Cpuinfo,
+    VFile::Stat,
+    VFile::Loadavg,
+    VFile::Uptime,
+    VFile::Diskstats,
+    VFile::Swaps,
+    VFile::CpuOnline,
+    VFile::CpuPossible,
+    VFile::CpuPresent,
+];
+
+/// Entries whose existence is the same for every reader may be cached.
+const STABLE_TTL: Duration = Duration::from_secs(1);
+/// What is below the cpu directory depends on the reader: never cached.
+const NO_TTL: Duration = Duration::ZERO;
+
+fn vfile_ino(f: VFile) -> u64 {
+    FIRST_FILE + FILES.iter().position(|x| *x == f).unwrap_or(0) as u64
+}
+
+fn ino_vfile(ino: u64) -> Option<VFile> {
+    ino.checked_sub(FIRST_FILE)
+        .and_then(|i| FILES.get(i as usize).copied())
+}
+
+/// Fixed directories: (inode, parent, name).
+const DIRS: [(u64, u64, &str); 6] = [
+    (ROOT, ROOT, ""),
+    (PROC, ROOT, "proc"),
+    (SYS, ROOT, "sys"),
+    (SYS_DEVICES, SYS, "devices"),
+    (SYS_SYSTEM, SYS_DEVICES, "system"),
+    (CPU_DIR, SYS_SYSTEM, "cpu"),
+];
+
+/// "cpu12" -> 12; "cpufreq" and "cpu" -> None.
+fn cpu_index(name: &str) -> Option<usize> {
+    let d = name.strip_prefix("cpu")?;
+    if d.is_empty() || !d.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    d.parse().ok()
+}
+
+/// Paths below the cpu directory, by inode.
+#[derive(Debug, Default)]
+struct Nodes {
+    by_path: HashMap<String, u64>,
+    paths: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Virtual(VFile),
+    Host(String),
+}
+
+#[derive(Debug)]
+struct Handle {
+    source: Source,
+    opener: u32,
+    data: Arc<Vec<u8>>,
+    /// Rendered at open and not read yet: the first read at 0 uses it.
+    fresh: bool,
+}
+
+#[derive(Debug)]
+pub struct ProcLens {
+    views: Arc<Views>,
+    nodes: RwLock<Nodes>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    started: SystemTime,
+}
+
+fn errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
+}
+
+impl ProcLens {
+    pub fn new(views: Arc<Views>) -> ProcLens {
+        ProcLens {
+            views,
+            nodes: RwLock::new(Nodes::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            started: SystemTime::now(),
+        }
+    }
+
+    fn attr(&self, ino: u64, kind: FileType, perm: u16) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 0,
+            blocks: 0,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            crtime: self.started,
+            kind,
+            perm,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn node_ino(&self, rel: &str) -> u64 {
+        if let Ok(n) = self.nodes.read() {
+            if let Some(i) = n.by_path.get(rel) {
+                return *i;
+            }
+        }
+        let Ok(mut n) = self.nodes.write() else {
+            return 0;
+        };
+        if let Some(i) = n.by_path.get(rel) {
+            return *i;
+        }
+        let ino = FIRST_DYNAMIC + n.paths.len() as u64;
+        n.paths.push(rel.to_owned());
+        n.by_path.insert(rel.to_owned(), ino);
+        ino
+    }
+
+    fn node_path(&self, ino: u64) -> Option<String> {
+        let i = ino.checked_sub(FIRST_DYNAMIC)?;
+        self.nodes.read().ok()?.paths.get(i as usize).cloned()
+    }
+
+    /// The visible host CPUs for the reader.
+    fn visible(&self, pid: u32) -> Result<Vec<u32>, Errno> {
+        let caller = self.views.caller(pid).map_err(|_| Errno::ESRCH)?;
+        self.views
+            .cpu_view(&caller.placement)
+            .map(|v| v.visible)
+            .map_err(|_| Errno::EIO)
+    }
+
+    /// Maps a path below the cpu directory to the host path the reader
+    /// sees there: `cpuK` is the reader's K-th visible host CPU.
+    fn host_path(&self, rel: &str, pid: u32) -> Result<PathBuf, Errno> {
+        let (first, rest) = rel.split_once('/').unwrap_or((rel, ""));
+        let first = match cpu_index(first) {
+            Some(k) => {
+                let cpu = *self.visible(pid)?.get(k).ok_or(Errno::ENOENT)?;
+                format!("cpu{cpu}")
+            }
+            None => first.to_owned(),
+        };
+        let mut p = self
+            .views
+            .host()
+            .root()
+            .join("sys/devices/system/cpu")
+            .join(first);
+        if !rest.is_empty() {
+            p.push(rest);
+        }
+        Ok(p)
+    }
+
+    fn host_attr(&self, ino: u64, rel: &str, pid: u32) -> Result<FileAttr, Errno> {
+        let md = std::fs::symlink_metadata(self.host_path(rel, pid)?).map_err(|e| errno(&e))?;
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            FileType::Directory
+        } else if ft.is_symlink() {
+            FileType::Symlink
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() || ft.is_socket() {
+            return Err(Errno::ENOENT);
+        } else {
+            FileType::RegularFile
+        };
+        let t = |s: i64| UNIX_EPOCH + Duration::from_secs(s.max(0) as u64);
+        let mut a = self.attr(ino, kind, (md.mode() & 0o7555) as u16);
+        a.size = md.size();
+        a.nlink = md.nlink() as u32;
+        a.mtime = t(md.mtime());
+        a.ctime = t(md.ctime());
+        a.atime = t(md.atime());
+        Ok(a)
+    }
+
+    fn getattr_ino(&self, ino: u64, pid: u32) -> Result<(FileAttr, Duration), Errno> {
+        if DIRS.iter().any(|d| d.0 == ino) {
+            return Ok((self.attr(ino, FileType::Directory, 0o555), STABLE_TTL));
+        }
+        if ino_vfile(ino).is_some() {
+            return Ok((self.attr(ino, FileType::RegularFile, 0o444), STABLE_TTL));
+        }
+        let rel = self.node_path(ino).ok_or(Errno::ENOENT)?;
+        Ok((self.host_attr(ino, &rel, pid)?, NO_TTL))
+    }
+
+    /// Relative path below the cpu directory of a child of `parent`.
+    fn child_rel(&self, parent: u64, name: &str) -> Option<String> {
+        if parent == CPU_DIR {
+            Some(name.to_owned())
+        } else {
+            self.node_path(parent).map(|p| format!("{p}/{name}"))
+        }
+    }
+
+    fn lookup_ino(&self, parent: u64, name: &str, pid: u32) -> Result<(FileAttr, Duration), Errno> {
+        if let Some(d) = DIRS
+            .iter()
+            .find(|d| d.1 == parent && d.2 == name && d.0 != ROOT)
+        {
+            return self.getattr_ino(d.0, pid);
+        }
+        let files: &[VFile] = match parent {
+            PROC => &VFile::PROC,
+            CPU_DIR => &VFile::CPU,
+            _ => &[],
+        };
+        if let Some(f) = files.iter().find(|f| f.name() == name) {
+            return self.getattr_ino(vfile_ino(*f), pid);
+        }
+        if parent != CPU_DIR && parent < FIRST_DYNAMIC {
+            return Err(Errno::ENOENT);
+        }
+        if name.contains('/') || name == ".." || name == "." {
+            return Err(Errno::ENOENT);
+        }
+        let rel = self.child_rel(parent, name).ok_or(Errno::ENOENT)?;
+        // Existence depends on the reader (cpuK), so check before numbering.
+        let ino = self.node_ino(&rel);
+        let attr = self.host_attr(ino, &rel, pid)?;
+        Ok((attr, NO_TTL))
+    }
+
+    fn dir_entries(&self, ino: u64, pid: u32) -> Result<Vec<(u64, FileType, String)>, Errno> {
+        let mut out = vec![
+            (ino, FileType::Directory, ".".to_owned()),
+            (ROOT, FileType::Directory, "..".to_owned()),
+        ];
+        for d in DIRS.iter().filter(|d| d.1 == ino && d.0 != ROOT) {
+            out.push((d.0, FileType::Directory, d.2.to_owned()));
+        }
+        let files: &[VFile] = match ino {
+            PROC => &VFile::PROC,
+            CPU_DIR => &VFile::CPU,
+            _ => &[],
+        };
+        for f in files {
+            out.push((vfile_ino(*f), FileType::RegularFile, f.name().to_owned()));
+        }
+        let rel = match ino {
+            CPU_DIR => String::new(),
+            i if i >= FIRST_DYNAMIC => self.node_path(i).ok_or(Errno::ENOENT)?,
+            _ => return Ok(out),
+        };
+        if ino == CPU_DIR {
+            for k in 0..self.visible(pid)?.len() {
+                let name = format!("cpu{k}");
+                out.push((self.node_ino(&name), FileType::Directory, name));
+            }
+        }
+        let host = if rel.is_empty() {
+            self.views.host().root().join("sys/devices/system/cpu")
+        } else {
+            self.host_path(&rel, pid)?
+        };
+        let mut names: Vec<(String, FileType)> = std::fs::read_dir(&host)
+            .map_err(|e| errno(&e))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let ft = e.file_type().ok()?;
+                let kind = if ft.is_dir() {
+                    FileType::Directory
+                } else if ft.is_symlink() {
+                    FileType::Symlink
+                } else {
+                    FileType::RegularFile
+                };
+                Some((name, kind))
+            })
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, kind) in names {
+            if ino == CPU_DIR
+                && (cpu_index(&name).is_some() || VFile::CPU.iter().any(|f| f.name() == name))
+            {
+                continue;
+            }
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            out.push((self.node_ino(&child), kind, name));
+        }
+        Ok(out)
+    }
+
+    /// Produces a file's content for `pid`.
+    fn content(&self, source: &Source, pid: u32) -> Result<Vec<u8>, Errno> {
+        match source {
+            Source::Virtual(f) => self.views.read(*f, pid).map_err(|e| {
+                log::error!("{}: {e}", f.host_path());
+                Errno::EIO
+            }),
+            Source::Host(rel) => std::fs::read(self.host_path(rel, pid)?).map_err(|e| errno(&e)),
+        }
+    }
+}
+
+impl Filesystem for ProcLens {
+    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name.to_str() else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.lookup_ino(parent.0, name, req.pid()) {
+            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.getattr_ino(ino.0, req.pid()) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = self
+            .node_path(ino.0)
+            .ok_or(Errno::EINVAL)
+            .and_then(|rel| self.host_path(&rel, req.pid()))
+            .and_then(|p| std::fs::read_link(p).map_err(|e| errno(&e)));
+        match r {
+            Ok(t) => reply.data(t.as_os_str().as_encoded_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        let source = match ino_vfile(ino.0) {
+            Some(f) => Source::Virtual(f),
+            None => match self.node_path(ino.0) {
+                Some(rel) => Source::Host(rel),
+                None => return reply.error(Errno::EISDIR),
+            },
+        };
+        let pid = req.pid();
+        let data = match self.content(&source, pid) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
+        };
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut h) = self.handles.lock() {
+            h.insert(
+                fh,
+                Handle {
+                    source,
+                    opener: pid,
+                    data: Arc::new(data),
+                    fresh: true,
+                },
+            );
+        }
+        reply.opened(
+            FileHandle(fh),
+            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
+        );
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        // Take what is needed under the lock; render outside it.
+        let (data, rerender) = {
+            let Ok(mut h) = self.handles.lock() else {
+                return reply.error(Errno::EIO);
+            };
+            let Some(handle) = h.get_mut(&fh.0) else {
+                return reply.error(Errno::EBADF);
+            };
+            let rerender = if offset == 0 && !handle.fresh {
+                let pid = if req.pid() != 0 {
+                    req.pid()
+                } else {
+                    handle.opener
+                };
+                Some((
+                    match &handle.source {
+                        Source::Virtual(f) => Source::Virtual(*f),
+                        Source::Host(r) => Source::Host(r.clone()),
+                    },
+                    pid,
+                ))
+            } else {
+                None
+            };
+            handle.fresh = false;
+            (handle.data.clone(), rerender)
+        };
+        let data = match rerender {
+            Some((source, pid)) => match self.content(&source, pid) {
+                Ok(d) => {
+                    let d = Arc::new(d);
+                    if let Ok(mut h) = self.handles.lock() {
+                        if let Some(handle) = h.get_mut(&fh.0) {
+                            handle.data = d.clone();
+                        }
+                    }
+                    d
+                }
+                Err(e) => return reply.error(e),
+            },
+            None => data,
+        };
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(size as usize).min(data.len());
+        reply.data(&data[start..end]);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(mut h) = self.handles.lock() {
+            h.remove(&fh.0);
+        }
+        reply.ok();
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let entries = match self.dir_entries(ino.0, req.pid()) {
+            Ok(e) => e,
+            Err(e) => return reply.error(e),
+        };
+        for (i, (ino, kind, name)) in entries.into_iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(ino), (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}

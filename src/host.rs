@@ -1,0 +1,68 @@
+//! The host's own /proc and /sys files and clocks, read below a root.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading {path}: {source}")]
+pub struct Error {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Reads host files below `root` (`/` in production, a fixture in tests).
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+impl Host {
+    pub fn new(root: &Path) -> Host {
+        Host {
+            root: root.to_owned(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file by its absolute path, e.g. "/proc/meminfo".
+    pub fn read(&self, abs: &str) -> Result<String, Error> {
+        let path = self.root.join(abs.trim_start_matches('/'));
+        std::fs::read_to_string(&path).map_err(|source| Error { path, source })
+    }
+
+    /// Online CPUs from `/sys/devices/system/cpu/online`.
+    pub fn online_cpus(&self) -> Result<Vec<u32>, Error> {
+        let abs = "/sys/devices/system/cpu/online";
+        let text = self.read(abs)?;
+        crate::cgroup::parse::cpu_list(&text).map_err(|e| Error {
+            path: self.root.join(abs.trim_start_matches('/')),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
+        })
+    }
+}
+
+/// `CLOCK_BOOTTIME` in nanoseconds: the clock /proc/uptime and process
+/// start times (`/proc/<pid>/stat` field 22) are measured on.
+pub fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_BOOTTIME
+    // exists on every Linux since 2.6.39.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Clock ticks per second (USER_HZ) that /proc counts CPU time in.
+pub fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}

@@ -1,0 +1,12 @@
+//! proclens: container-aware /proc and /sys/devices/system/cpu over FUSE.
+pub mod caller;
+pub mod cgroup;
+pub mod cli;
+pub mod cputime;
+pub mod daemon;
+pub mod diff;
+pub mod fs;
+pub mod host;
+pub mod loadavg;
+pub mod render;
+pub mod view;

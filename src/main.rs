@@ -1,0 +1,71 @@
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use proclens::cli::{Cli, Command, Target, ViewOpts};
+use proclens::view::{Options, VFile, Views};
+use std::path::Path;
+use std::sync::Arc;
+
+fn options(o: ViewOpts) -> Options {
+    Options {
+        cfs: !o.no_cfs_cpus,
+    }
+}
+
+fn caller(views: &Views, t: &Target) -> Result<Arc<proclens::caller::Caller>> {
+    match (t.pid, &t.cgroup) {
+        (Some(pid), _) => views
+            .caller(pid)
+            .with_context(|| format!("resolving pid {pid}")),
+        (None, Some(cg)) => views
+            .caller_in_cgroup(cg)
+            .with_context(|| format!("resolving cgroup {cg}")),
+        (None, None) => bail!("give --pid or --cgroup"),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Mount { mountpoint, opts } => proclens::daemon::run(&mountpoint, options(opts)),
+        Command::Show { file, target, opts } => {
+            let f = VFile::from_cli(&file).with_context(|| {
+                format!("unknown file {file:?}: one of meminfo cpuinfo stat loadavg uptime diskstats swaps cpu/online cpu/possible cpu/present")
+            })?;
+            let views = Views::new(Path::new("/"), options(opts))?;
+            let c = caller(&views, &target)?;
+            match views.render(f, &c) {
+                Ok(s) => print!("{s}"),
+                Err(e) => {
+                    eprintln!(
+                        "proclens: {e}; the reader gets the host's {}",
+                        f.host_path()
+                    );
+                    print!("{}", views.host().read(&f.host_path())?);
+                }
+            }
+            Ok(())
+        }
+        Command::Diff { target, opts } => {
+            let views = Views::new(Path::new("/"), options(opts))?;
+            let c = caller(&views, &target)?;
+            print!("{}", proclens::diff::run(&views, &c)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .target(env_logger::Target::Stderr)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("proclens: {e:#}");
+        std::process::exit(1);
+    }
+}

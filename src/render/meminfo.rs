@@ -1,0 +1,135 @@
+//! /proc/meminfo from the memory controller (DESIGN.md section 4, meminfo).
+
+use super::RenderError;
+use crate::cgroup::Memory;
+use std::collections::HashMap;
+
+/// Parses "Key:   123 kB" lines into kB values (lines without a unit, such
+/// as HugePages_Total, are kept as plain numbers).
+pub fn parse(host: &str) -> HashMap<&str, u64> {
+    host.lines()
+        .filter_map(|l| {
+            let (k, rest) = l.split_once(':')?;
+            let v = rest.split_whitespace().next()?.parse().ok()?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+/// (SwapTotal, SwapFree) in kB for the container. Swap the cgroup does not
+/// account is unknown: the host's numbers are all there is to show.
+pub fn swap_kb(host: &HashMap<&str, u64>, mem: &Memory) -> (u64, u64) {
+    let host_swap = host.get("SwapTotal").copied().unwrap_or(0);
+    match mem.swap {
+        None => (host_swap, host.get("SwapFree").copied().unwrap_or(0)),
+        Some(sw) => {
+            let t = sw.limit.map_or(host_swap, |l| (l / 1024).min(host_swap));
+            (t, t - (sw.usage / 1024).min(t))
+        }
+    }
+}
+
+/// The values proclens writes, in kB, by key.
+fn virtual_values(
+    host: &HashMap<&str, u64>,
+    mem: &Memory,
+) -> Result<Vec<(&'static str, u64)>, RenderError> {
+    let host_total = *host
+        .get("MemTotal")
+        .ok_or_else(|| RenderError("host meminfo has no MemTotal".into()))?;
+    let kb = |b: Option<u64>| b.unwrap_or(0) / 1024;
+    let s = &mem.stat;
+    // A limit above the host's memory is no limit: clamp to the host.
+    let total = mem.limit.map_or(host_total, |l| (l / 1024).min(host_total));
+    let used = (mem.usage / 1024).min(total);
+    let free = total - used;
+    // Reclaimable: the page cache on the LRU lists and reclaimable slab,
+    // like the kernel's si_mem_available() without the watermark reserve.
+    let file_lru = match (s.active_file, s.inactive_file) {
+        (Some(a), Some(i)) => Some(a + i),
+        _ => s.file.map(|f| f.saturating_sub(s.shmem.unwrap_or(0))),
+    };
+    let available = (free + kb(file_lru) + kb(s.slab_reclaimable)).min(total);
+    let (swap_total, swap_free) = swap_kb(host, mem);
+    let slab = kb(s.slab_reclaimable) + kb(s.slab_unreclaimable);
+    Ok(vec![
+        ("MemTotal", total),
+        ("MemFree", free),
+        ("MemAvailable", available),
+        ("Buffers", 0),
+        ("Cached", kb(s.file)),
+        ("SwapCached", kb(s.swapcached)),
+        ("Active", kb(s.active_anon) + kb(s.active_file)),
+        ("Inactive", kb(s.inactive_anon) + kb(s.inactive_file)),
+        ("Active(anon)", kb(s.active_anon)),
+        ("Inactive(anon)", kb(s.inactive_anon)),
+        ("Active(file)", kb(s.active_file)),
+        ("Inactive(file)", kb(s.inactive_file)),
+        ("Unevictable", kb(s.unevictable)),
+        ("SwapTotal", swap_total),
+        ("SwapFree", swap_free),
+        ("Dirty", kb(s.file_dirty)),
+        ("Writeback", kb(s.file_writeback)),
+        ("AnonPages", kb(s.anon)),
+        ("Mapped", kb(s.file_mapped)),
+        ("Shmem", kb(s.shmem)),
+        ("KReclaimable", kb(s.slab_reclaimable)),
+        ("Slab", slab),
+        ("SReclaimable", kb(s.slab_reclaimable)),
+        ("SUnreclaim", kb(s.slab_unreclaimable)),
+        ("KernelStack", kb(s.kernel_stack)),
+        ("PageTables", kb(s.pagetables)),
+        ("AnonHugePages", kb(s.anon_thp)),
+    ])
+}
+
+/// Replaces the number of a "Key:    123 kB" line, keeping the column where
+/// the number ends (the kernel right-aligns it to width 8 after a 16 column
+/// label: fs/proc/meminfo.c show_val_kb).
+pub(super) fn replace_number(line: &str, value: u64) -> String {
+    let Some(colon) = line.find(':') else {
+        return line.to_owned();
+    };
+    let rest = &line[colon + 1..];
+    let num_start = rest.len() - rest.trim_start().len();
+    let num_len = rest[num_start..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len() - num_start);
+    let end = colon + 1 + num_start + num_len;
+    // The label column is what precedes the 8-wide number on the host line;
+    // wider numbers grow to the right, as with the kernel's printf.
+    let label = (end.saturating_sub(8)).max(colon + 2);
+    format!("{:<label$}{:>8}{}", &line[..=colon], value, &line[end..])
+}
+
+pub fn render(host: &str, mem: &Memory) -> Result<String, RenderError> {
+    let values = virtual_values(&parse(host), mem)?;
+    let mut out = String::with_capacity(host.len());
+    for line in host.lines() {
+        let key = line.split(':').next().unwrap_or_default();
+        match values.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => out.push_str(&replace_number(line, *v)),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_keeps_kernel_columns() {
+        assert_eq!(
+            replace_number("MemTotal:       24731872 kB", 262144),
+            "MemTotal:         262144 kB"
+        );
+        // A value wider than the column pushes right, with one space kept.
+        assert_eq!(
+            replace_number("Cached:                0 kB", 123456789),
+            "Cached:         123456789 kB"
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! Ties callers, cgroup readers, state and renderers together: given a
+//! virtual file and a reader, produce the bytes that reader sees. A failure
+//! to render gives the reader the host's file, logged once a minute per
+//! cause, never a crash or a torn file.
+
+use crate::caller::{self, Caller, Resolver};
+use crate::cgroup::{self, Cgroups, Dir, Placement};
+use crate::cputime::{Account, Sample};
+use crate::host::{self, Host};
+use crate::loadavg::Tracker;
+use crate::render::{self, meminfo, RenderError};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The files proclens renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VFile {
+    Meminfo,
+    Cpuinfo,
+    Stat,
+    Loadavg,
+    Uptime,
+    Diskstats,
+    Swaps,
+    CpuOnline,
+    CpuPossible,
+    CpuPresent,
+}
+
+impl VFile {
+    pub const PROC: [VFile; 7] = [
+        VFile::Meminfo,
+        VFile::Cpuinfo,
+        VFile::Stat,
+        VFile::Loadavg,
+        VFile::Uptime,
+        VFile::Diskstats,
+        VFile::Swaps,
+    ];
+    pub const CPU: [VFile; 3] = [VFile::CpuOnline, VFile::CpuPossible, VFile::CpuPresent];
+
+    /// The name in its directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            VFile::Meminfo => "meminfo",
+            VFile::Cpuinfo => "cpuinfo",
+            VFile::Stat => "stat",
+            VFile::Loadavg => "loadavg",
+            VFile::Uptime => "uptime",
+            VFile::Diskstats => "diskstats",
+            VFile::Swaps => "swaps",
+            VFile::CpuOnline => "online",
+            VFile::CpuPossible => "possible",
+            VFile::CpuPresent => "present",
+        }
+    }
+
+    /// The host file it stands in for.
+    pub fn host_path(self) -> String {
+        if VFile::CPU.contains(&self) {
+            format!("/sys/devices/system/cpu/{}", self.name())
+        } else {
+            format!("/proc/{}", self.name())
+        }
+    }
+
+    /// Names accepted by `proclens show`.
+    pub fn from_cli(s: &str) -> Option<VFile> {
+        VFile::PROC.into_iter().find(|f| f.name() == s).or_else(|| {
+            VFile::CPU
+                .into_iter()
+                .find(|f| format!("cpu/{}", f.name()) == s)
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Caller(#[from] caller::Error),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::Error),
+    #[error(transparent)]
+    Host(#[from] host::Error),
+    #[error("{file}: {source}")]
+    Render {
+        file: &'static str,
+        source: RenderError,
+    },
+    #[error("renderer panicked: {0}")]
+    Panic(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Cap the visible CPU count at ceil(quota/period) (lxcfs --enable-cfs).
+    pub cfs: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { cfs: true }
+    }
+}
+
+/// How often the same failure is logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct Views {
+    host: Host,
+    cgroups: Cgroups,
+    resolver: Resolver,
+    opts: Options,
+    ticks: u64,
+    accounts: Mutex<HashMap<(PathBuf, u64), Account>>,
+    load: Tracker,
+    fallbacks: AtomicU64,
+    logged: Mutex<HashMap<String, Instant>>,
+}
+
+/// The CPUs a container sees and how much CPU time it may use per second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuView {
+    pub visible: Vec<u32>,
+    pub rate: f64,
+}
+
+impl Views {
+    /// Everything below `root` (`/` in production).
+    pub fn new(root: &Path, opts: Options) -> Result<Views, Error> {
+        Ok(Views {
+            host: Host::new(root),
+            cgroups: Cgroups::discover(root)?,
+            resolver: Resolver::new(root)?,
+            opts,
+            ticks: host::clk_tck(),
+            accounts: Mutex::new(HashMap::new()),
+            load: Tracker::default(),
+            fallbacks: AtomicU64::new(0),
+            logged: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// How many reads got the host's file because rendering failed.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    pub fn caller(&self, pid: u32) -> Result<Arc<Caller>, Error> {
+        Ok(self.resolver.resolve(&self.cgroups, pid)?)
+    }
+
+    /// A reader in cgroup `path`: a process found in it, else the cgroup on
+    /// its own, seen from the host's pid namespace.
+    pub fn caller_in_cgroup(&self, path: &str) -> Result<Arc<Caller>, Error> {
+        let placement = self.cgroups.locate(&self.cgroups.membership_of_path(path));
+        if let Some(dir) = placement.tasks_dir() {
+            if let Some(pid) = self.cgroups.tasks(dir)?.first() {
+                if let Ok(c) = self.caller(*pid) {
+                    return Ok(c);
+                }
+            }
+        }
+        Ok(Arc::new(Caller {
+            pid: 0,
+            starttime: 0,
+            placement,
+            host: true,
+            init_start: 0,
+        }))
+    }
+
+    /// The bytes `pid` reads for `file`; never fails over a cgroup problem
+    /// (the host file is served instead), only when the host file itself
+    /// cannot be read.
+    pub fn read(&self, file: VFile, pid: u32) -> Result<Vec<u8>, Error> {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let caller = self.caller(pid)?;
+            self.render(file, &caller)
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Panic(msg))
+        });
+        match r {
+            Ok(s) => Ok(s.into_bytes()),
+            Err(e) => {
+                self.note_fallback(file, pid, &e);
+                Ok(self.host.read(&file.host_path())?.into_bytes())
+            }
+        }
+    }
+
+    fn note_fallback(&self, file: VFile, pid: u32, e: &Error) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}: {e}", file.name());
+        let Ok(mut logged) = self.logged.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if logged
+            .get(&key)
+            .is_none_or(|t| now.duration_since(*t) >= LOG_EVERY)
+        {
+            logged.insert(key, now);
+            if logged.len() > 1024 {
+                logged.retain(|_, t| now.duration_since(*t) < LOG_EVERY);
+            }
+            log::warn!(
+                "pid {pid} gets the host's {} (fallback #{}): {e}",
+                file.host_path(),
+                self.fallbacks()
+            );
+        }
+    }
+
+    pub fn cpu_view(&self, p: &Placement) -> Result<CpuView, Error> {
+        let online = self.host.online_cpus()?;
+        let limits = self.cgroups.cpu_limits(p, &online)?;
+        let mut n = limits.cpus.len();
+        let mut rate = n as f64;
+        if let Some(q) = limits.quota {
+            rate = rate.min(q);
+            if self.opts.cfs {
+                n = n.min((q - 1e-9).ceil().max(1.0) as usize);
+            }
+        }
+        Ok(CpuView {
+            visible: limits.cpus[..n].to_vec(),
+            rate,
+        })
+    }
+
+    /// Renders `file` for `caller`, or says why it cannot.
+    pub fn render(&self, file: VFile, c: &Caller) -> Result<String, Error> {
+        let p = &c.placement;
+        let rerr = |source| Error::Render {
+            file: file.name(),
+            source,
+        };
+        Ok(match file {
+            VFile::Meminfo => {
+                let host = self.host.read("/proc/meminfo")?;
+                match self.cgroups.memory(p)? {
+                    Some(m) => meminfo::render(&host, &m).map_err(rerr)?,
+                    None => host,
+                }
+            }
+            VFile::Swaps => {
+                let host = self.host.read("/proc/swaps")?;
+                let mi = self.host.read("/proc/meminfo")?;
+                match self.cgroups.memory(p)? {
+                    Some(m) => {
+                        let (total, free) = meminfo::swap_kb(&meminfo::parse(&mi), &m);
+                        render::swaps::render(&host, total, total - free)
+                    }
+                    None => host,
+                }
+            }
+            VFile::Cpuinfo => {
+                let host = self.host.read("/proc/cpuinfo")?;
+                render::cpuinfo::render(&host, &self.cpu_view(p)?.visible)
+            }
+            VFile::CpuOnline | VFile::CpuPossible | VFile::CpuPresent => {
+                render::sysfs::cpu_range(self.cpu_view(p)?.visible.len())
+            }
+            VFile::Stat => {
+                let host = self.host.read("/proc/stat")?;
+                let Some(lines) = self.account(c, |a| a.times(self.ticks))? else {
+                    return Ok(host);
+                };
+                let (running, blocked, _) = self.task_states(p)?;
+                render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
+            }
+            VFile::Uptime => {
+                let now = host::boottime_ns();
+                let start = self.ticks_to_ns(c.init_start);
+                let Some(idle) = self.account(c, Account::idle_ns)? else {
+                    return Ok(self.host.read("/proc/uptime")?);
+                };
+                render::uptime::render(now.saturating_sub(start), idle)
+            }
+            VFile::Loadavg => {
+                let host = self.host.read("/proc/loadavg")?;
+                let Some(dir) = p.tasks_dir() else {
+                    return Ok(host);
+                };
+                let avg = self.load.track(dir);
+                let (running, _, total) = self.task_states(p)?;
+                let last_pid = host.split_whitespace().nth(4).unwrap_or("0");
+                render::loadavg::render(avg, running, total, last_pid)
+            }
+            VFile::Diskstats => {
+                let host = self.host.read("/proc/diskstats")?;
+                match self.cgroups.io(p)? {
+                    Some(io) => render::diskstats::render(&host, &io),
+                    None => host,
+                }
+            }
+        })
+    }
+
+    fn ticks_to_ns(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(1_000_000_000 / self.ticks.max(1))
+    }
+
+    /// Advances the caller's CPU account to now and reads it with `f`.
+    /// `None` when the cgroup has no CPU accounting at all.
+    fn account<T>(&self, c: &Caller, f: impl FnOnce(&Account) -> T) -> Result<Option<T>, Error> {
+        let p = &c.placement;
+        let Some(usage) = self.cgroups.cpu_usage(p)? else {
+            return Ok(None);
+        };
+        let cpu = self.cpu_view(p)?;
+        let Some(dir) = p
+            .get(cgroup::Controller::Cpuacct)
+            .or_else(|| p.get(cgroup::Controller::Cpu))
+        else {
+            return Ok(None);
+        };
+        // The directory's inode tells a recreated cgroup of the same name
+        // from the old one.
+        let ino = std::fs::metadata(&dir.path)
+            .map_err(|source| cgroup::Error::Read {
+                path: dir.path.clone(),
+                source,
+            })?
+            .ino();
+        let sample = Sample {
+            now: host::boottime_ns(),
+            usage: &usage,
+            visible: &cpu.visible,
+            rate: cpu.rate,
+        };
+        let start = self.ticks_to_ns(c.init_start);
+        let mut accounts = self
+            .accounts
+            .lock()
+            .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
+        let a = accounts
+            .entry((dir.path.clone(), ino))
+            .and_modify(|a| a.advance(&sample))
+            .or_insert_with(|| Account::new(start, &sample));
+        Ok(Some(f(a)))
+    }
+
+    /// (running, blocked, total) tasks of the container, from each task's state.
+    fn task_states(&self, p: &Placement) -> Result<(usize, usize, usize), Error> {
+        let Some(dir) = p.tasks_dir() else {
+            return Ok((0, 0, 0));
+        };
+        Ok(self.count_states(dir)?)
+    }
+
+    fn count_states(&self, dir: &Dir) -> Result<(usize, usize, usize), cgroup::Error> {
+        let tids = self.cgroups.tasks(dir)?;
+        let (mut r, mut d) = (0, 0);
+        for tid in &tids {
+            // A task that exited since the list was read counts as neither.
+            match caller::read_stat(self.host.root(), *tid).map(|s| s.state) {
+                Ok('R') => r += 1,
+                Ok('D') => d += 1,
+                _ => {}
+            }
+        }
+        Ok((r, d, tids.len()))
+    }
+
+    /// One load-average cycle, and pruning of state for cgroups now gone.
+    pub fn sample(&self) {
+        self.load.sample(|dir| {
+            if !dir.path.is_dir() {
+                return None;
+            }
+            // A read error on a live cgroup counts as no active tasks.
+            Some(self.count_states(dir).map_or(0, |(r, d, _)| (r + d) as u64))
+        });
+        if let Ok(mut a) = self.accounts.lock() {
+            a.retain(|(path, _), _| path.is_dir());
+        }
+    }
+
+    pub fn tracked_loadavg(&self) -> usize {
+        self.load.len()
+    }
+}
