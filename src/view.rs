@@ -287,7 +287,7 @@ impl Views {
                 let Some(lines) = self.account(c, |a| a.times(self.ticks))? else {
                     return Ok(host);
                 };
-                let (running, blocked, _) = self.task_states(p)?;
+                let (running, blocked, _) = self.task_states(p, c.pid)?;
                 render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
             }
             VFile::Uptime => {
@@ -304,7 +304,7 @@ impl Views {
                     return Ok(host);
                 };
                 let avg = self.load.track(dir);
-                let (running, _, total) = self.task_states(p)?;
+                let (running, _, total) = self.task_states(p, c.pid)?;
                 let last_pid = host.split_whitespace().nth(4).unwrap_or("0");
                 render::loadavg::render(avg, running, total, last_pid)
             }
@@ -362,18 +362,24 @@ impl Views {
         Ok(Some(f(a)))
     }
 
-    /// (running, blocked, total) tasks of the container, from each task's state.
-    fn task_states(&self, p: &Placement) -> Result<(usize, usize, usize), Error> {
+    /// (running, blocked, total) tasks of the container, from each task's
+    /// state. The reader is running from its own point of view (the kernel
+    /// counts `current`), though it sleeps in FUSE while we look.
+    fn task_states(&self, p: &Placement, reader: u32) -> Result<(usize, usize, usize), Error> {
         let Some(dir) = p.tasks_dir() else {
             return Ok((0, 0, 0));
         };
-        Ok(self.count_states(dir)?)
+        Ok(self.count_states(dir, reader)?)
     }
 
-    fn count_states(&self, dir: &Dir) -> Result<(usize, usize, usize), cgroup::Error> {
+    fn count_states(&self, dir: &Dir, reader: u32) -> Result<(usize, usize, usize), cgroup::Error> {
         let tids = self.cgroups.tasks(dir)?;
         let (mut r, mut d) = (0, 0);
         for tid in &tids {
+            if *tid == reader {
+                r += 1;
+                continue;
+            }
             // A task that exited since the list was read counts as neither.
             match caller::read_stat(self.host.root(), *tid).map(|s| s.state) {
                 Ok('R') => r += 1,
@@ -391,7 +397,10 @@ impl Views {
                 return None;
             }
             // A read error on a live cgroup counts as no active tasks.
-            Some(self.count_states(dir).map_or(0, |(r, d, _)| (r + d) as u64))
+            Some(
+                self.count_states(dir, 0)
+                    .map_or(0, |(r, d, _)| (r + d) as u64),
+            )
         });
         if let Ok(mut a) = self.accounts.lock() {
             a.retain(|(path, _), _| path.is_dir());
