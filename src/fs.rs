@@ -10,9 +10,10 @@
 
 use crate::view::{VFile, Views};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, ReplyXattr, Request,
+    WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -20,7 +21,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ROOT: u64 = 1;
 const PROC: u64 = 2;
@@ -101,9 +102,18 @@ struct Handle {
     fresh: bool,
 }
 
+/// How long content rendered for a LOOKUP or GETATTR is reused by the same
+/// process's OPEN that follows it.
+const PRERENDER_TTL: Duration = Duration::from_millis(100);
+
+type Prerendered = HashMap<(u32, VFile), (Instant, Arc<Vec<u8>>)>;
+
 #[derive(Debug)]
 pub struct ProcLens {
     views: Arc<Views>,
+    /// Content rendered to learn its size, by (pid, file): never shared
+    /// between processes, never older than PRERENDER_TTL.
+    prerendered: Mutex<Prerendered>,
     nodes: RwLock<Nodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -118,6 +128,7 @@ impl ProcLens {
     pub fn new(views: Arc<Views>) -> ProcLens {
         ProcLens {
             views,
+            prerendered: Mutex::new(HashMap::new()),
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -226,8 +237,14 @@ impl ProcLens {
         if DIRS.iter().any(|d| d.0 == ino) {
             return Ok((self.attr(ino, FileType::Directory, 0o555), STABLE_TTL));
         }
-        if ino_vfile(ino).is_some() {
-            return Ok((self.attr(ino, FileType::RegularFile, 0o444), STABLE_TTL));
+        if let Some(f) = ino_vfile(ino) {
+            // The size is the reader's own content length: sendfile(2) and
+            // splice (busybox cat, Python's shutil) go through the page cache
+            // and stop at i_size, while read(2) with direct I/O does not. The
+            // LOOKUP on every open (entry TTL 0) sets i_size for that reader.
+            let mut a = self.attr(ino, FileType::RegularFile, 0o444);
+            a.size = self.prerender(f, pid)?.len() as u64;
+            return Ok((a, NO_TTL));
         }
         let rel = self.node_path(ino).ok_or(Errno::ENOENT)?;
         Ok((self.host_attr(ino, &rel, pid)?, NO_TTL))
@@ -335,6 +352,25 @@ impl ProcLens {
         Ok(out)
     }
 
+    /// Renders `f` for `pid` and keeps it for the OPEN that follows.
+    fn prerender(&self, f: VFile, pid: u32) -> Result<Arc<Vec<u8>>, Errno> {
+        let data = Arc::new(self.content(&Source::Virtual(f), pid)?);
+        if let Ok(mut p) = self.prerendered.lock() {
+            let now = Instant::now();
+            if p.len() >= 1024 {
+                p.retain(|_, (t, _)| now.duration_since(*t) < PRERENDER_TTL);
+            }
+            p.insert((pid, f), (now, data.clone()));
+        }
+        Ok(data)
+    }
+
+    /// Content rendered for `pid` by its LOOKUP or GETATTR just before.
+    fn take_prerendered(&self, f: VFile, pid: u32) -> Option<Arc<Vec<u8>>> {
+        let (t, data) = self.prerendered.lock().ok()?.remove(&(pid, f))?;
+        (t.elapsed() < PRERENDER_TTL).then_some(data)
+    }
+
     /// Produces a file's content for `pid`.
     fn content(&self, source: &Source, pid: u32) -> Result<Vec<u8>, Errno> {
         match source {
@@ -393,9 +429,16 @@ impl Filesystem for ProcLens {
             },
         };
         let pid = req.pid();
-        let data = match self.content(&source, pid) {
-            Ok(d) => d,
-            Err(e) => return reply.error(e),
+        let pre = match &source {
+            Source::Virtual(f) => self.take_prerendered(*f, pid),
+            Source::Host(_) => None,
+        };
+        let data = match pre {
+            Some(d) => d,
+            None => match self.content(&source, pid) {
+                Ok(d) => Arc::new(d),
+                Err(e) => return reply.error(e),
+            },
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut h) = self.handles.lock() {
@@ -404,7 +447,7 @@ impl Filesystem for ProcLens {
                 Handle {
                     source,
                     opener: pid,
-                    data: Arc::new(data),
+                    data,
                     fresh: true,
                 },
             );
@@ -535,5 +578,37 @@ impl Filesystem for ProcLens {
         reply: ReplyCreate,
     ) {
         reply.error(Errno::EROFS);
+    }
+
+    // No extended attributes. ENOSYS makes the kernel stop asking (fuser's
+    // default answers the same but logs a warning per call).
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// isatty(3) on our files asks TCGETS: they are not terminals.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 }
