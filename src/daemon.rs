@@ -129,8 +129,10 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
             .max(2),
     );
     config.clone_fd = true;
-    let session = fuser::Session::new(ProcLens::new(views), &mp, &config)
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let session = fuser::Session::new(ProcLens::new(views, notifier.clone()), &mp, &config)
         .with_context(|| format!("mounting FUSE at {}", mp.display()))?;
+    let _ = notifier.set(session.notifier());
     let bg = session.spawn().context("starting FUSE workers")?;
     log::info!("serving {}", mp.display());
 

@@ -11,7 +11,7 @@
 use crate::view::{VFile, Views};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, ReplyXattr, Request,
     WriteFlags,
 };
@@ -20,7 +20,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ROOT: u64 = 1;
@@ -114,6 +114,8 @@ pub struct ProcLens {
     /// Content rendered to learn its size, by (pid, file): never shared
     /// between processes, never older than PRERENDER_TTL.
     prerendered: Mutex<Prerendered>,
+    /// Set once the session exists; used to raise the kernel's i_size.
+    notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -125,9 +127,11 @@ fn errno(e: &std::io::Error) -> Errno {
 }
 
 impl ProcLens {
-    pub fn new(views: Arc<Views>) -> ProcLens {
+    /// `notifier` is filled in by the caller once the session is created.
+    pub fn new(views: Arc<Views>, notifier: Arc<OnceLock<Notifier>>) -> ProcLens {
         ProcLens {
             views,
+            notifier,
             prerendered: Mutex::new(HashMap::new()),
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
@@ -371,6 +375,34 @@ impl ProcLens {
         (t.elapsed() < PRERENDER_TTL).then_some(data)
     }
 
+    /// A bind-mounted file is opened without a LOOKUP, so the kernel's i_size
+    /// is whatever the last LOOKUP, GETATTR or short page-cache read left, and
+    /// sendfile(2)/splice, which go through the page cache even for direct
+    /// I/O files, stop there. Storing the last byte or two of this reader's
+    /// content raises i_size to its length (fs/fuse/dev.c fuse_notify_store
+    /// only grows the size, and only for a non-empty store); the page stays
+    /// not-uptodate, so a later read still asks us. The kernel lowers i_size
+    /// again after the short read at the end (fs/fuse/file.c fuse_short_read).
+    fn raise_size(&self, n: &Notifier, ino: INodeNo, data: &[u8]) {
+        let len = data.len();
+        if len == 0 {
+            return;
+        }
+        // A store that starts a page and reaches the end of file would mark
+        // that page up to date with only our bytes in it: never start at a
+        // page boundary.
+        let mut start = len - 1;
+        if start % 4096 == 0 && len >= 2 {
+            start = len - 2;
+        }
+        if start % 4096 == 0 {
+            return;
+        }
+        if let Err(e) = n.store(ino, start as u64, &data[start..]) {
+            log::debug!("raising i_size of inode {}: {e}", ino.0);
+        }
+    }
+
     /// Produces a file's content for `pid`.
     fn content(&self, source: &Source, pid: u32) -> Result<Vec<u8>, Errno> {
         match source {
@@ -440,6 +472,9 @@ impl Filesystem for ProcLens {
                 Err(e) => return reply.error(e),
             },
         };
+        if let (Source::Virtual(_), Some(n)) = (&source, self.notifier.get()) {
+            self.raise_size(n, ino, &data);
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut h) = self.handles.lock() {
             h.insert(
