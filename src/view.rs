@@ -287,7 +287,14 @@ impl Views {
                 let Some(lines) = self.account(c, |a| a.times(self.ticks))? else {
                     return Ok(host);
                 };
-                let (running, blocked, _) = self.task_states(p, c.pid)?;
+                let (running, blocked) = match p.tasks_dir() {
+                    // The root cgroup holds every task: the host's counts are its counts.
+                    Some(d) if d.path != d.top => {
+                        let (r, b, _) = self.task_states(p, c.pid)?;
+                        (Some(r), Some(b))
+                    }
+                    _ => (None, None),
+                };
                 render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
             }
             VFile::Uptime => {
@@ -300,7 +307,8 @@ impl Views {
             }
             VFile::Loadavg => {
                 let host = self.host.read("/proc/loadavg")?;
-                let Some(dir) = p.tasks_dir() else {
+                // No task accounting, or the root cgroup: the host's load is it.
+                let Some(dir) = p.tasks_dir().filter(|d| d.path != d.top) else {
                     return Ok(host);
                 };
                 let avg = self.load.track(dir);

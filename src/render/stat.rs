@@ -59,12 +59,12 @@ fn line(label: &str, t: &CpuTimes, ncols: usize) -> String {
 }
 
 /// `cpus` are the visible CPUs' lines (cpu0..cpu{n-1}); the `cpu` line is
-/// their sum, so the two always agree.
+/// their sum, so the two always agree. Task counts of `None` keep the host's.
 pub fn render(
     host: &str,
     cpus: &[CpuTimes],
-    procs_running: usize,
-    procs_blocked: usize,
+    procs_running: Option<usize>,
+    procs_blocked: Option<usize>,
 ) -> Result<String, RenderError> {
     let agg = host
         .lines()
@@ -88,10 +88,10 @@ pub fn render(
             }
         } else if l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit) {
             // Host per-CPU lines are replaced above.
-        } else if l.starts_with("procs_running ") {
-            out.push_str(&format!("procs_running {procs_running}\n"));
-        } else if l.starts_with("procs_blocked ") {
-            out.push_str(&format!("procs_blocked {procs_blocked}\n"));
+        } else if let (true, Some(n)) = (l.starts_with("procs_running "), procs_running) {
+            out.push_str(&format!("procs_running {n}\n"));
+        } else if let (true, Some(n)) = (l.starts_with("procs_blocked "), procs_blocked) {
+            out.push_str(&format!("procs_blocked {n}\n"));
         } else {
             out.push_str(l);
             out.push('\n');
