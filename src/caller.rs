@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("parsing {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
@@ -44,9 +44,9 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
 /// Reads the stat of a process or thread below `root`.
 pub fn read_stat(root: &Path, pid: u32) -> Result<ProcStat, Error> {
     let path = root.join(format!("proc/{pid}/stat"));
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+    let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
         path: path.clone(),
-        source,
+        error,
     })?;
     parse_stat(&text).map_err(|msg| Error::Parse { path, msg })
 }
@@ -58,9 +58,9 @@ pub fn parse_ns_link(text: &str) -> Option<u64> {
 
 fn pid_ns(root: &Path, pid: &str) -> Result<u64, Error> {
     let path = root.join(format!("proc/{pid}/ns/pid"));
-    let link = std::fs::read_link(&path).map_err(|source| Error::Read {
+    let link = std::fs::read_link(&path).map_err(|error| Error::Read {
         path: path.clone(),
-        source,
+        error,
     })?;
     let text = link.to_string_lossy();
     parse_ns_link(&text).ok_or_else(|| Error::Parse {
@@ -135,9 +135,9 @@ impl Resolver {
         stat: ProcStat,
     ) -> Result<Caller, Error> {
         let path = self.root.join(format!("proc/{pid}/cgroup"));
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+        let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
             path: path.clone(),
-            source,
+            error,
         })?;
         let membership = cgroup::mounts::parse_proc_cgroup(&text)
             .map_err(|e| Error::Parse { path, msg: e.0 })?;

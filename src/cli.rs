@@ -51,7 +51,7 @@ pub enum Command {
         opts: ViewOpts,
     },
     /// Host and container side by side: memory, swap, CPUs, load, uptime, disk I/O.
-    #[command(after_help = "Example:\n  proclens diff --pid 4242")]
+    #[command(after_help = "Example:\n  proclens diff --pid 4242\n")]
     Diff {
         #[command(flatten)]
         target: Target,

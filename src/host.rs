@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-#[error("reading {path}: {source}")]
+#[error("reading {path}: {error}")]
 pub struct Error {
     pub path: PathBuf,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// Reads host files below `root` (`/` in production, a fixture in tests).
@@ -29,7 +29,7 @@ impl Host {
     /// A file by its absolute path, e.g. "/proc/meminfo".
     pub fn read(&self, abs: &str) -> Result<String, Error> {
         let path = self.root.join(abs.trim_start_matches('/'));
-        std::fs::read_to_string(&path).map_err(|source| Error { path, source })
+        std::fs::read_to_string(&path).map_err(|error| Error { path, error })
     }
 
     /// Online CPUs from `/sys/devices/system/cpu/online`.
@@ -38,7 +38,7 @@ impl Host {
         let text = self.read(abs)?;
         crate::cgroup::parse::cpu_list(&text).map_err(|e| Error {
             path: self.root.join(abs.trim_start_matches('/')),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
         })
     }
 }

@@ -87,10 +87,10 @@ pub enum Error {
     Cgroup(#[from] cgroup::Error),
     #[error(transparent)]
     Host(#[from] host::Error),
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Render {
         file: &'static str,
-        source: RenderError,
+        error: RenderError,
     },
     #[error("renderer panicked: {0}")]
     Panic(String),
@@ -164,23 +164,30 @@ impl Views {
         Ok(self.resolver.resolve(&self.cgroups, pid)?)
     }
 
-    /// A reader in cgroup `path`: a process found in it, else the cgroup on
-    /// its own, seen from the host's pid namespace.
+    /// A reader in cgroup `path`: a process found in it (one inside a
+    /// container's pid namespace if there is one, since the runtime's own
+    /// helper processes sit in the cgroup too), else the cgroup on its own,
+    /// seen from the host's pid namespace.
     pub fn caller_in_cgroup(&self, path: &str) -> Result<Arc<Caller>, Error> {
         let placement = self.cgroups.locate(&self.cgroups.membership_of_path(path));
+        let mut first = None;
         if let Some(dir) = placement.tasks_dir() {
-            if let Some(pid) = self.cgroups.tasks(dir)?.first() {
-                if let Ok(c) = self.caller(*pid) {
+            for pid in self.cgroups.tasks(dir)?.into_iter().take(64) {
+                let Ok(c) = self.caller(pid) else { continue };
+                if !c.host {
                     return Ok(c);
                 }
+                first.get_or_insert(c);
             }
         }
-        Ok(Arc::new(Caller {
-            pid: 0,
-            starttime: 0,
-            placement,
-            host: true,
-            init_start: 0,
+        Ok(first.unwrap_or_else(|| {
+            Arc::new(Caller {
+                pid: 0,
+                starttime: 0,
+                placement,
+                host: true,
+                init_start: 0,
+            })
         }))
     }
 
@@ -252,9 +259,9 @@ impl Views {
     /// Renders `file` for `caller`, or says why it cannot.
     pub fn render(&self, file: VFile, c: &Caller) -> Result<String, Error> {
         let p = &c.placement;
-        let rerr = |source| Error::Render {
+        let rerr = |error| Error::Render {
             file: file.name(),
-            source,
+            error,
         };
         Ok(match file {
             VFile::Meminfo => {
@@ -347,9 +354,9 @@ impl Views {
         // The directory's inode tells a recreated cgroup of the same name
         // from the old one.
         let ino = std::fs::metadata(&dir.path)
-            .map_err(|source| cgroup::Error::Read {
+            .map_err(|error| cgroup::Error::Read {
                 path: dir.path.clone(),
-                source,
+                error,
             })?
             .ino();
         let sample = Sample {

@@ -15,15 +15,15 @@ use std::path::{Path, PathBuf};
 /// An error that names the file and what went wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("parsing {path}: {source}")]
+    #[error("parsing {path}: {error}")]
     Parse {
         path: PathBuf,
-        source: parse::ParseError,
+        error: parse::ParseError,
     },
 }
 
@@ -95,7 +95,7 @@ impl Cgroups {
         let path = root.join("proc/self/mountinfo");
         let text = read::text(&path)?;
         let mounts =
-            mounts::parse_mountinfo(&text).map_err(|source| Error::Parse { path, source })?;
+            mounts::parse_mountinfo(&text).map_err(|error| Error::Parse { path, error })?;
         Self::new(root, mounts)
     }
 

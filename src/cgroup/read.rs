@@ -9,9 +9,9 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 pub(super) fn text(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
+    std::fs::read_to_string(path).map_err(|error| Error::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -21,18 +21,18 @@ pub(super) fn text_opt(path: &Path) -> Result<Option<String>, Error> {
     match std::fs::read_to_string(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Read {
+        Err(error) => Err(Error::Read {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
 
 fn parsed<T>(path: &Path, f: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<T, Error> {
     let t = text(path)?;
-    f(&t).map_err(|source| Error::Parse {
+    f(&t).map_err(|error| Error::Parse {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -42,9 +42,9 @@ fn parsed_opt<T>(
 ) -> Result<Option<T>, Error> {
     match text_opt(path)? {
         None => Ok(None),
-        Some(t) => f(&t).map(Some).map_err(|source| Error::Parse {
+        Some(t) => f(&t).map(Some).map_err(|error| Error::Parse {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }
@@ -299,14 +299,14 @@ pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
         Version::V2 => {
             let path = dir.path.join("cpu.stat");
             let t = text(&path)?;
-            let m = parse::flat_keyed(&t).map_err(|source| Error::Parse {
+            let m = parse::flat_keyed(&t).map_err(|error| Error::Parse {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let get = |k: &str| {
                 m.get(k).copied().ok_or_else(|| Error::Parse {
                     path: path.clone(),
-                    source: ParseError(format!("no {k} key")),
+                    error: ParseError(format!("no {k} key")),
                 })
             };
             Ok(Some(CpuUsage {
@@ -370,7 +370,7 @@ pub(super) fn io(dir: &Dir) -> Result<BTreeMap<DevNum, IoCounters>, Error> {
                     let path = dir.path.join(format!("{policy}.{file}"));
                     if let Some(t) = text_opt(&path)? {
                         parse::blkio_table(&t, unit, &mut acc)
-                            .map_err(|source| Error::Parse { path, source })?;
+                            .map_err(|error| Error::Parse { path, error })?;
                     }
                 }
                 if !acc.is_empty() {
@@ -401,9 +401,9 @@ pub(super) fn tasks(dir: &Dir) -> Result<Vec<u32>, Error> {
         first = false;
         let Some(t) = t else { continue };
         for l in t.lines() {
-            out.push(parse::number(l).map_err(|source| Error::Parse {
+            out.push(parse::number(l).map_err(|error| Error::Parse {
                 path: d.join(file),
-                source,
+                error,
             })? as u32);
         }
         if let Ok(rd) = std::fs::read_dir(&d) {
