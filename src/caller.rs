@@ -147,7 +147,7 @@ impl Resolver {
         let init_start = if host {
             0
         } else {
-            self.init_start(pid, stat, ns)?
+            self.init_start(cgroups, &placement, pid, stat, ns)?
         };
         // The process may have exited and its pid been reused while we read:
         // then the start time changed and the answer belongs to nobody.
@@ -166,8 +166,18 @@ impl Resolver {
         })
     }
 
-    /// Walks up `PPid` while the parent is in the same pid namespace.
-    fn init_start(&self, pid: u32, stat: ProcStat, ns: u64) -> Result<u64, Error> {
+    /// Walks up `PPid` while the parent is in the same pid namespace. A
+    /// process entered from outside (`docker exec`, `nsenter`) has its parent
+    /// outside: then the namespace's pid 1 is looked for among the tasks of
+    /// the caller's cgroup (never a scan of all of /proc).
+    fn init_start(
+        &self,
+        cgroups: &Cgroups,
+        placement: &Placement,
+        pid: u32,
+        stat: ProcStat,
+        ns: u64,
+    ) -> Result<u64, Error> {
         let mut cur = stat;
         let mut cur_pid = pid;
         for _ in 0..MAX_DEPTH {
@@ -188,9 +198,51 @@ impl Resolver {
                 Err(_) => break,
             }
         }
+        if self.innermost_pid(cur_pid) != Some(1) {
+            if let Some(init) = self.ns_init_in_cgroup(cgroups, placement, ns) {
+                cur_pid = init.0;
+                cur = init.1;
+            }
+        }
         log::trace!("pid {pid}: container init is pid {cur_pid}");
         Ok(cur.starttime)
     }
+
+    /// The pid a process has in its own pid namespace (last `NSpid` field).
+    fn innermost_pid(&self, pid: u32) -> Option<u32> {
+        let status = std::fs::read_to_string(self.root.join(format!("proc/{pid}/status"))).ok()?;
+        parse_innermost_pid(&status)
+    }
+
+    /// The process of namespace `ns` that is pid 1 there, among the tasks of
+    /// the caller's cgroup tree.
+    fn ns_init_in_cgroup(
+        &self,
+        cgroups: &Cgroups,
+        p: &Placement,
+        ns: u64,
+    ) -> Option<(u32, ProcStat)> {
+        let tids = cgroups.tasks(p.tasks_dir()?).ok()?;
+        tids.into_iter().take(MAX_DEPTH).find_map(|tid| {
+            if self.innermost_pid(tid) != Some(1)
+                || pid_ns(&self.root, &tid.to_string()).ok()? != ns
+            {
+                return None;
+            }
+            Some((tid, read_stat(&self.root, tid).ok()?))
+        })
+    }
+}
+
+/// The last field of the `NSpid:` line of `/proc/<pid>/status`.
+pub fn parse_innermost_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -210,6 +262,13 @@ mod tests {
             }
         );
         assert!(parse_stat("garbage").is_err());
+    }
+
+    #[test]
+    fn innermost_pid_is_the_last_nspid() {
+        assert_eq!(parse_innermost_pid("Name:\tsh\nNSpid:\t4242\t1\n"), Some(1));
+        assert_eq!(parse_innermost_pid("NSpid:\t4242\n"), Some(4242));
+        assert_eq!(parse_innermost_pid("Name:\tsh\n"), None);
     }
 
     #[test]

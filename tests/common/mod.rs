@@ -24,7 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -69,7 +69,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Also checks the preconditions, so a test on an unsuitable host fails
 /// with a message saying why instead of skipping.
 pub fn serial() -> MutexGuard<'static, ()> {
-    let guard = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let guard = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     preflight();
     guard
 }
@@ -81,14 +83,20 @@ fn preflight() {
     );
     let fuse = fs::metadata("/dev/fuse")
         .unwrap_or_else(|e| panic!("/dev/fuse is missing ({e}); the daemon cannot mount"));
-    assert!(fuse.file_type().is_char_device(), "/dev/fuse is not a character device");
+    assert!(
+        fuse.file_type().is_char_device(),
+        "/dev/fuse is not a character device"
+    );
 
     let mut tools: Vec<&str> = REQUIRED_TOOLS.to_vec();
     if daemon_kind() == DaemonKind::Lxcfs {
         tools.push("lxcfs");
     }
     let missing: Vec<&str> = tools.into_iter().filter(|t| which(t).is_none()).collect();
-    assert!(missing.is_empty(), "required tools not found in {TOOL_PATH}: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "required tools not found in {TOOL_PATH}: {missing:?}"
+    );
 
     for ctrl in CONTROLLERS {
         assert!(
@@ -104,7 +112,11 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     TOOL_PATH
         .split(':')
         .map(|dir| Path::new(dir).join(tool))
-        .find(|p| fs::metadata(p).map(|m| m.is_file() && m.mode() & 0o111 != 0).unwrap_or(false))
+        .find(|p| {
+            fs::metadata(p)
+                .map(|m| m.is_file() && m.mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
 }
 
 fn tool(name: &str) -> PathBuf {
@@ -116,7 +128,10 @@ fn tool(name: &str) -> PathBuf {
 /// `toprc` cannot change top's layout.
 pub fn host_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env_clear().env("PATH", TOOL_PATH).env("LC_ALL", "C").env("HOME", "/nonexistent");
+    cmd.env_clear()
+        .env("PATH", TOOL_PATH)
+        .env("LC_ALL", "C")
+        .env("HOME", "/nonexistent");
     cmd
 }
 
@@ -125,7 +140,11 @@ static UNIQUE: AtomicUsize = AtomicUsize::new(0);
 /// `proclens-e2e-<pid>-<n>`: unique per test process and call, and easy to
 /// find if something leaks.
 pub fn unique_name() -> String {
-    format!("proclens-e2e-{}-{}", std::process::id(), UNIQUE.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "proclens-e2e-{}-{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -148,9 +167,19 @@ fn drain<R: Read + Send + 'static>(mut r: R) -> Receiver<Vec<u8>> {
 /// than `timeout`. Reads through a FUSE mount can hang if the daemon does,
 /// and a hung test is worse than a failed one.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    try_run_with_timeout(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`run_with_timeout`], but a timeout (the command is then killed) is
+/// returned as an error describing it, for tests that expect an exit.
+pub fn try_run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output, String> {
     let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
     let out = drain(child.stdout.take().expect("stdout is piped"));
     let err = drain(child.stderr.take().expect("stderr is piped"));
     let deadline = Instant::now() + timeout;
@@ -163,11 +192,11 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
                 let _ = child.wait();
                 let so = out.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
                 let se = err.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
-                panic!(
+                return Err(format!(
                     "{desc} did not finish within {timeout:?} (killed)\nstdout:\n{}\nstderr:\n{}",
                     String::from_utf8_lossy(&so),
                     String::from_utf8_lossy(&se)
-                );
+                ));
             }
             Err(e) => panic!("waiting for {desc}: {e}"),
         }
@@ -175,9 +204,17 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     // A grandchild that outlived the command could keep the pipe open; do not
     // wait for it forever.
     let grace = Duration::from_secs(10);
-    let stdout = out.recv_timeout(grace).unwrap_or_else(|_| b"<stdout still open>".to_vec());
-    let stderr = err.recv_timeout(grace).unwrap_or_else(|_| b"<stderr still open>".to_vec());
-    Output { status, stdout, stderr }
+    let stdout = out
+        .recv_timeout(grace)
+        .unwrap_or_else(|_| b"<stdout still open>".to_vec());
+    let stderr = err
+        .recv_timeout(grace)
+        .unwrap_or_else(|_| b"<stderr still open>".to_vec());
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 /// Runs `cmd`, asserts it succeeded, returns its stdout.
@@ -210,8 +247,9 @@ fn unescape_mountinfo(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() + 0 && bytes.len() - i >= 4 {
-            if let Ok(v) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let digits = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(digits, 8) {
                 out.push(v);
                 i += 4;
                 continue;
@@ -292,8 +330,14 @@ pub fn parse_cpu_list(text: &str) -> BTreeSet<u32> {
     let mut set = BTreeSet::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let a: u32 = a.trim().parse().unwrap_or_else(|e| panic!("bad cpu list {text:?}: {e}"));
-        let b: u32 = b.trim().parse().unwrap_or_else(|e| panic!("bad cpu list {text:?}: {e}"));
+        let a: u32 = a
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad cpu list {text:?}: {e}"));
+        let b: u32 = b
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad cpu list {text:?}: {e}"));
         set.extend(a..=b);
     }
     set
@@ -335,12 +379,17 @@ pub struct BlockDev {
 }
 
 pub fn disk_of(path: &Path) -> BlockDev {
-    let dev = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).dev();
+    let dev = fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .dev();
     // glibc's gnu_dev_major/minor encoding.
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     let mut sys = fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).unwrap_or_else(|e| {
-        panic!("{} is on {major}:{minor}, which is not a block device ({e})", path.display())
+        panic!(
+            "{} is on {major}:{minor}, which is not a block device ({e})",
+            path.display()
+        )
     });
     if sys.join("partition").exists() {
         sys.pop();
@@ -411,9 +460,17 @@ pub fn mount_command(mountpoint: &Path, verbose: bool) -> Command {
             // lxcfs does not create its mountpoint, and refuses to start if
             // another instance holds the same pid file.
             let _ = fs::create_dir_all(mountpoint);
-            let pidfile = mountpoint.with_extension(format!("lxcfs{}.pid", unique_name()));
+            let pidfile = mountpoint
+                .parent()
+                .unwrap_or(Path::new("/tmp"))
+                .join(format!("{}.lxcfs.pid", unique_name()));
             let mut cmd = host_command(tool("lxcfs"));
-            cmd.arg("-f").arg("-l").arg("--enable-cfs").arg("-p").arg(pidfile).arg(mountpoint);
+            cmd.arg("-f")
+                .arg("-l")
+                .arg("--enable-cfs")
+                .arg("-p")
+                .arg(pidfile)
+                .arg(mountpoint);
             cmd
         }
     }
@@ -457,8 +514,15 @@ impl Daemon {
             .stdout(logfile.try_clone().expect("dup log fd"))
             .stderr(logfile)
             .env("RUST_BACKTRACE", "1");
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let mut d = Daemon { child: Some(child), mountpoint, log, _dir: None };
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut d = Daemon {
+            child: Some(child),
+            mountpoint,
+            log,
+            _dir: None,
+        };
         // On failure `d` drops here, which kills the child and unmounts.
         d.wait_ready();
         d
@@ -469,12 +533,22 @@ impl Daemon {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("never tried");
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("daemon exited with {status} before it was ready\nlog:\n{}", self.log_text());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "daemon exited with {status} before it was ready\nlog:\n{}",
+                    self.log_text()
+                );
             }
             // Probe from a child process: if the mount is up but the daemon
             // is stuck, our own read would block this test forever.
-            let out = run_with_timeout(host_command(tool("cat")).arg(&meminfo), Duration::from_secs(5));
+            let out = run_with_timeout(
+                host_command(tool("cat")).arg(&meminfo),
+                Duration::from_secs(5),
+            );
             let text = String::from_utf8_lossy(&out.stdout);
             if out.status.success() && text.contains("MemTotal:") {
                 return;
@@ -537,7 +611,9 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some()
-            && self.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10)).is_none()
+            && self
+                .signal_and_wait(Signal::SIGTERM, Duration::from_secs(10))
+                .is_none()
         {
             eprintln!("e2e cleanup: daemon ignored SIGTERM for 10 s, sending SIGKILL");
             let _ = self.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
@@ -545,7 +621,14 @@ impl Drop for Daemon {
         unmount_all(&self.mountpoint);
         if thread::panicking() {
             let log = self.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            // fuser's own debug lines (capability negotiation, every
+            // request) would push the daemon's messages out of the tail.
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains(" fuser::"))
+                .rev()
+                .take(60)
+                .collect();
             eprintln!("---- daemon log (last {} lines) ----", tail.len());
             for line in tail.iter().rev() {
                 eprintln!("{line}");
@@ -579,7 +662,10 @@ impl Limits {
     /// last, so the daemon must renumber it to cpu0), half a CPU of quota,
     /// I/O accounting on the disk holding /var/tmp, 512 pids.
     pub fn standard() -> Limits {
-        let last_cpu = *host_online_cpus().iter().next_back().expect("at least one online CPU");
+        let last_cpu = *host_online_cpus()
+            .iter()
+            .next_back()
+            .expect("at least one online CPU");
         Limits {
             memory_bytes: Some(256 * MIB),
             cpus: Some(last_cpu.to_string()),
@@ -618,7 +704,12 @@ pub struct Container<'d> {
 
 impl<'d> Container<'d> {
     pub fn new(daemon: &'d Daemon, limits: Limits) -> Container<'d> {
-        let mut c = Container { daemon, name: unique_name(), cgroups: Vec::new(), limits };
+        let mut c = Container {
+            daemon,
+            name: unique_name(),
+            cgroups: Vec::new(),
+            limits,
+        };
         let mut seen = BTreeSet::new();
         for ctrl in CONTROLLERS {
             let root = cgroup_v1_mount(ctrl).unwrap_or_else(|| panic!("no v1 {ctrl} hierarchy"));
@@ -635,7 +726,15 @@ impl<'d> Container<'d> {
         if let Some(cpus) = &l.cpus {
             // cpuset refuses tasks (ENOSPC) until both mems and cpus are set,
             // and cpus cannot be set before mems.
-            c.write("cpuset", "cpuset.mems", &read(cgroup_v1_mount("cpuset").expect("cpuset").join("cpuset.mems")));
+            c.write(
+                "cpuset",
+                "cpuset.mems",
+                &read(
+                    cgroup_v1_mount("cpuset")
+                        .expect("cpuset")
+                        .join("cpuset.mems"),
+                ),
+            );
             c.write("cpuset", "cpuset.cpus", cpus);
         } else {
             let root = cgroup_v1_mount("cpuset").expect("cpuset");
@@ -668,7 +767,9 @@ impl<'d> Container<'d> {
 
     /// This container's directory in the hierarchy carrying `controller`.
     pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        cgroup_v1_mount(controller).expect("controller mounted").join(&self.name)
+        cgroup_v1_mount(controller)
+            .expect("controller mounted")
+            .join(&self.name)
     }
 
     fn write(&self, controller: &str, file: &str, value: &str) {
@@ -684,7 +785,9 @@ impl<'d> Container<'d> {
         let procs: Vec<CString> = self
             .cgroups
             .iter()
-            .map(|d| CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL in path"))
+            .map(|d| {
+                CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL in path")
+            })
             .collect();
         let mut cmd = host_command(tool(launcher));
         // SAFETY: the closure runs between fork and exec, so it only calls
@@ -717,12 +820,20 @@ impl<'d> Container<'d> {
     /// launcher (our child) kills everything inside.
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut cmd = self.in_cgroups("unshare");
-        cmd.args(["--pid", "--mount", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"])
-            .arg("--")
-            .arg(tool("sh"))
-            .args(["-c", BIND_SCRIPT, "sh"])
-            .arg(self.daemon.mountpoint())
-            .args(argv);
+        cmd.args([
+            "--pid",
+            "--mount",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ])
+        .arg("--")
+        .arg(tool("sh"))
+        .args(["-c", BIND_SCRIPT, "sh"])
+        .arg(self.daemon.mountpoint())
+        .args(argv);
         cmd
     }
 
@@ -740,9 +851,13 @@ impl<'d> Container<'d> {
     /// binds are in place and `argv` is running as the namespace's pid 1.
     pub fn spawn(&self, argv: &[&str]) -> Spawned {
         let mut cmd = self.command(argv);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let desc = format!("{argv:?}");
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start container {desc}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start container {desc}: {e}"));
         let lines = line_channel(child.stdout.take().expect("stdout is piped"));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         {
@@ -754,11 +869,19 @@ impl<'d> Container<'d> {
                     if n == 0 {
                         break;
                     }
-                    sink.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(&buf[..n]);
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .extend_from_slice(&buf[..n]);
                 }
             });
         }
-        let mut s = Spawned { child, lines, stderr, desc, init: 0 };
+        let mut s = Spawned {
+            child,
+            lines,
+            stderr,
+            desc,
+            init: 0,
+        };
         s.init = s.wait_for_init(argv);
         s
     }
@@ -791,7 +914,11 @@ fn cgroup_tasks(dir: &Path) -> BTreeSet<i32> {
     ["tasks", "cgroup.procs"]
         .iter()
         .filter_map(|f| fs::read_to_string(dir.join(f)).ok())
-        .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect()
 }
 
@@ -807,7 +934,13 @@ fn kill_if_member(dir: &Path, pid: i32) {
     if cgroup_tasks(dir).contains(&pid) {
         // SAFETY: as above; a null siginfo means "as if by kill(2)".
         unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, std::ptr::null::<u8>(), 0);
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd,
+                libc::SIGKILL,
+                std::ptr::null::<u8>(),
+                0,
+            );
         }
     }
     // SAFETY: closing the fd we opened.
@@ -835,7 +968,11 @@ fn remove_cgroup(dir: &Path) {
             Ok(()) => return,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) if Instant::now() > deadline => {
-                eprintln!("e2e cleanup: LEAKED cgroup {}: {e} (tasks {:?})", dir.display(), cgroup_tasks(dir));
+                eprintln!(
+                    "e2e cleanup: LEAKED cgroup {}: {e} (tasks {:?})",
+                    dir.display(),
+                    cgroup_tasks(dir)
+                );
                 return;
             }
             // EBUSY while killed tasks finish exiting.
@@ -884,29 +1021,42 @@ impl Spawned {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("container {} exited early with {status}: {}", self.desc, self.stderr_text());
+                panic!(
+                    "container {} exited early with {status}: {}",
+                    self.desc,
+                    self.stderr_text()
+                );
             }
             // unshare --fork has exactly one child: the namespace's pid 1.
-            let children = fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).unwrap_or_default();
-            if let Some(init) = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
-                // Ready once the bind script has exec'd the command. Compare
-                // only argv[1..] and the basename-free tail: argv[0] is as given.
-                if fs::read(format!("/proc/{init}/cmdline")).map(|c| c == want).unwrap_or(false) {
+            let children = fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children"))
+                .unwrap_or_default();
+            if let Some(init) = children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                // Ready once the bind script has exec'd the command: `exec "$@"`
+                // passes argv through unchanged, so cmdline equals it exactly.
+                if fs::read(format!("/proc/{init}/cmdline"))
+                    .map(|c| c == want)
+                    .unwrap_or(false)
+                {
                     return init;
                 }
             }
             thread::sleep(Duration::from_millis(10));
         }
-        panic!("container {} not running after 15 s: {}", self.desc, self.stderr_text());
+        panic!(
+            "container {} not running after 15 s: {}",
+            self.desc,
+            self.stderr_text()
+        );
     }
 
     /// Next stdout line, or None if none arrived within `timeout` or the
     /// command exited.
     pub fn next_line(&self, timeout: Duration) -> Option<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(l) => Some(l),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.lines.recv_timeout(timeout).ok()
     }
 
     pub fn stderr_text(&self) -> String {
@@ -961,7 +1111,11 @@ pub fn top_idle_percents(out: &str) -> Vec<f64> {
         .filter_map(|l| l.strip_prefix("%Cpu(s):"))
         .filter_map(|rest| {
             rest.split(',')
-                .find_map(|f| f.trim().strip_suffix(" id").or_else(|| f.trim().strip_suffix("id")))
+                .find_map(|f| {
+                    f.trim()
+                        .strip_suffix(" id")
+                        .or_else(|| f.trim().strip_suffix("id"))
+                })
                 .and_then(|v| v.trim().parse().ok())
         })
         .collect()
@@ -1020,7 +1174,9 @@ pub fn quantities_after_label(line: &str, label: &str) -> Option<Vec<Quantity>> 
     let mut i = 0;
     while i < tokens.len() {
         let t = tokens[i].trim_end_matches([',', ';']);
-        let num_len = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let num_len = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
         if num_len == 0 || !t.as_bytes()[0].is_ascii_digit() {
             i += 1;
             continue;
@@ -1036,7 +1192,10 @@ pub fn quantities_after_label(line: &str, label: &str) -> Option<Vec<Quantity>> 
         let mut consumed = 1;
         if unit.is_empty() {
             if let Some(next) = tokens.get(i + 1) {
-                if unit_multipliers(next).is_some() && !next.is_empty() && !next.as_bytes()[0].is_ascii_digit() {
+                if unit_multipliers(next).is_some()
+                    && !next.is_empty()
+                    && !next.as_bytes()[0].is_ascii_digit()
+                {
                     unit = next;
                     consumed = 2;
                 }
