@@ -754,3 +754,259 @@ fn cli_stale_mount_is_replaced() {
     drop(second);
     drop(first);
 }
+
+// ---------------------------------------------------------------------------
+// File semantics
+// ---------------------------------------------------------------------------
+
+fn count_processors(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count()
+}
+
+/// busybox `cat` copies with sendfile(2), which reads FUSE files through the
+/// page cache and stops at the inode's size even with direct I/O; bind-mounted
+/// files are opened without a LOOKUP that would refresh it. A reader with a
+/// longer file after a reader with a shorter one must still get all of it.
+#[test]
+fn sendfile_readers_get_their_whole_file_after_a_shorter_reader() {
+    let _serial = serial();
+    let host_cpus = host_online_cpus().len();
+    assert!(host_cpus >= 2, "this test needs a host with 2 or more CPUs");
+    let daemon = Daemon::start();
+    let one = Container::new(&daemon, Limits::standard());
+    let all = Container::new(
+        &daemon,
+        Limits {
+            cpus: None,
+            cfs: None,
+            ..Limits::standard()
+        },
+    );
+    // Long-lived containers, entered for each read (like `docker exec`): no
+    // new bind mount, so no LOOKUP refreshes the size between readers.
+    let one_init = one.spawn(&["sleep", "120"]);
+    let all_init = all.spawn(&["sleep", "120"]);
+    let cat = |c: &Container<'_>, s: &Spawned, tool: &[&str]| {
+        let out = c.exec(s, tool);
+        assert!(
+            out.status.success(),
+            "{tool:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    for round in 0..3 {
+        let short = cat(&one, &one_init, &["busybox", "cat", "/proc/cpuinfo"]);
+        assert_eq!(
+            count_processors(&short),
+            1,
+            "round {round}: one-CPU container:\n{short}"
+        );
+        let long = cat(&all, &all_init, &["busybox", "cat", "/proc/cpuinfo"]);
+        let by_read = cat(&all, &all_init, &["cat", "/proc/cpuinfo"]);
+        assert_eq!(
+            count_processors(&long),
+            host_cpus,
+            "round {round}: sendfile reader truncated:\n{long}"
+        );
+        assert_eq!(
+            long, by_read,
+            "round {round}: sendfile and read(2) see the same file"
+        );
+        assert!(
+            long.ends_with("\n\n"),
+            "round {round}: whole file, blank line at the end"
+        );
+    }
+}
+
+/// Counters of the `cpu` and `cpuN` lines of one /proc/stat snapshot.
+fn cpu_lines(snapshot: &str) -> Vec<(String, Vec<u64>)> {
+    snapshot
+        .lines()
+        .filter(|l| l.starts_with("cpu"))
+        .map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next().unwrap_or_default().to_owned();
+            (name, f.map(|x| x.parse().expect("number")).collect())
+        })
+        .collect()
+}
+
+/// DESIGN 4: counters that tools difference over time never go backwards
+/// for a container while it lives, even when its quota and cpuset change.
+#[test]
+fn stat_never_goes_backwards_while_quota_and_cpuset_change() {
+    let _serial = serial();
+    let cpus = host_online_cpus();
+    assert!(
+        cpus.len() >= 2,
+        "this test needs a host with 2 or more CPUs"
+    );
+    let all: Vec<String> = cpus.iter().map(u32::to_string).collect();
+    let last = all.last().cloned().expect("a CPU");
+    let daemon = Daemon::start();
+    let c = Container::new(
+        &daemon,
+        Limits {
+            cpus: Some(all.join(",")),
+            ..Limits::standard()
+        },
+    );
+    // One busy loop and a reader of /proc/stat every millisecond.
+    let reader = r#"
+import subprocess, time
+busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+for i in range(2500):
+    with open("/proc/stat") as f:
+        print(f.read().split("intr")[0].strip().replace("\n", ";"))
+    time.sleep(0.001)
+busy.kill()
+"#;
+    let spawned = c.spawn(&["python3", "-u", "-c", reader]);
+    let quota = c.cgroup_dir("cpu").join("cpu.cfs_quota_us");
+    let cpuset = c.cgroup_dir("cpuset").join("cpuset.cpus");
+    let mut snapshots = Vec::new();
+    let mut changes = 0;
+    let start = Instant::now();
+    while let Some(line) = spawned.next_line(Duration::from_secs(20)) {
+        snapshots.push(line);
+        if snapshots.len() % 100 == 0 {
+            let q = ["25000", "150000", "50000", "200000"][changes % 4];
+            let s = if changes % 3 == 0 {
+                last.clone()
+            } else {
+                all.join(",")
+            };
+            std::fs::write(&quota, q).expect("quota");
+            std::fs::write(&cpuset, &s).expect("cpuset");
+            changes += 1;
+        }
+    }
+    assert!(
+        snapshots.len() >= 2400,
+        "reader stopped early after {:?}: {}",
+        start.elapsed(),
+        spawned.stderr_text()
+    );
+    let mut widths = std::collections::BTreeSet::new();
+    for pair in snapshots.windows(2) {
+        let (a, b) = (
+            cpu_lines(&pair[0].replace(';', "\n")),
+            cpu_lines(&pair[1].replace(';', "\n")),
+        );
+        widths.insert(b.len());
+        for (name, now) in &b {
+            if let Some((_, before)) = a.iter().find(|(n, _)| n == name) {
+                for (i, (x, y)) in before.iter().zip(now).enumerate() {
+                    assert!(
+                        y >= x,
+                        "{name} column {i} went backwards: {x} -> {y}\nbefore: {}\nafter:  {}",
+                        pair[0],
+                        pair[1]
+                    );
+                }
+            }
+        }
+    }
+    // The visible CPU count really changed under the reader (1 and 2 CPUs,
+    // plus the aggregate line).
+    assert!(
+        widths.len() >= 2,
+        "the cpuset/quota changes never showed: {widths:?}"
+    );
+}
+
+/// Read-only, unknown names, reads past the end.
+#[test]
+fn the_mount_is_read_only_and_strict_about_names() {
+    use std::os::unix::fs::FileExt;
+    let _serial = serial();
+    let daemon = Daemon::start();
+    let mp = daemon.mountpoint();
+    let meminfo = mp.join("proc/meminfo");
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&meminfo)
+        .expect_err("write open");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)),
+        "opening for write: {err}"
+    );
+    let err = std::fs::File::create(mp.join("proc/new")).expect_err("create");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EACCES)),
+        "create: {err}"
+    );
+    let err = std::fs::set_permissions(
+        &meminfo,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .expect_err("chmod");
+    assert!(
+        matches!(err.raw_os_error(), Some(libc::EROFS) | Some(libc::EPERM)),
+        "chmod: {err}"
+    );
+    for name in ["proc/nope", "sys/devices/system/cpu/cpu4096", "sys/nope"] {
+        let err = std::fs::metadata(mp.join(name)).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{name}: {err}");
+    }
+    let f = std::fs::File::open(&meminfo).expect("open");
+    let mut buf = [0u8; 64];
+    assert_eq!(f.read_at(&mut buf, 1 << 20).expect("read past the end"), 0);
+    let n = f.read_at(&mut buf, 0).expect("read at 0");
+    assert!(buf[..n].starts_with(b"MemTotal:"), "content from offset 0");
+}
+
+/// DESIGN 2.4: a cgroup move shows within about a second.
+#[test]
+fn a_process_moved_to_another_cgroup_sees_the_new_limit() {
+    let _serial = serial();
+    let daemon = Daemon::start();
+    let small = Container::new(
+        &daemon,
+        Limits {
+            memory_bytes: Some(128 * MIB),
+            ..Limits::standard()
+        },
+    );
+    let big = Container::new(&daemon, Limits::standard());
+    let reader = r#"
+import time
+while True:
+    with open("/proc/meminfo") as f:
+        print(f.readline().split()[1])
+    time.sleep(0.1)
+"#;
+    let r = big.spawn(&["python3", "-u", "-c", reader]);
+    let first: u64 = r
+        .next_line(Duration::from_secs(10))
+        .expect("a line")
+        .parse()
+        .expect("kB");
+    assert_eq!(first, 256 * 1024);
+    std::fs::write(
+        small.cgroup_dir("memory").join("cgroup.procs"),
+        r.init_pid().to_string(),
+    )
+    .expect("move");
+    let moved = Instant::now();
+    loop {
+        let kb: u64 = r
+            .next_line(Duration::from_secs(5))
+            .expect("a line")
+            .parse()
+            .expect("kB");
+        if kb == 128 * 1024 {
+            break;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_millis(1600),
+            "still {kb} kB {:?} after the move",
+            moved.elapsed()
+        );
+    }
+}
