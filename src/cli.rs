@@ -38,6 +38,9 @@ pub enum Command {
         opts: ViewOpts,
     },
     /// Print what a process (or a process in a cgroup) would read through the mount.
+    ///
+    /// Load averages are history the running daemon keeps; a one-off `show`
+    /// has none, so its loadavg starts from 0.00 like a container's first read.
     #[command(
         after_help = "Example:\n  proclens show meminfo --pid 4242\n  proclens show cpu/online --cgroup /system.slice/docker-abc.scope"
     )]

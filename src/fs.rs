@@ -3,17 +3,18 @@
 //! Layout: `proc/{meminfo,...}` and `sys/devices/system/cpu/`. The cpu
 //! directory shows `online`, `possible`, `present` and `cpu0..cpu{n-1}` per
 //! reader; every other entry passes through from the host. Files are opened
-//! with direct I/O (no page cache, so one reader's content never reaches
-//! another) and no FLUSH, rendered at open and again on a later read at
-//! offset 0 (top and htop keep /proc/stat open and pread it from 0), served
-//! from that snapshot otherwise.
+//! with direct I/O (read(2) bypasses the page cache, so one reader's content
+//! never reaches another) and no FLUSH, rendered at open and again on a later
+//! read at offset 0 (top and htop keep /proc/stat open and pread it from 0),
+//! served from that snapshot otherwise. sendfile(2) and splice still go
+//! through the page cache, which the kernel drops at every open; see
+//! `raise_size` for what that asks of the file size.
 
 use crate::view::{VFile, Views};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, ReplyXattr, Request,
-    WriteFlags,
+    LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -29,23 +30,10 @@ const SYS: u64 = 3;
 const SYS_DEVICES: u64 = 4;
 const SYS_SYSTEM: u64 = 5;
 const CPU_DIR: u64 = 6;
-/// Virtual files: FIRST_FILE + index in `FILES`.
+/// Virtual files: FIRST_FILE + index in `VFile::ALL`.
 const FIRST_FILE: u64 = 10;
 /// Passthrough entries below the cpu directory get inodes from here on.
 const FIRST_DYNAMIC: u64 = 1000;
-
-const FILES: [VFile; 10] = [
-    VFile::Meminfo,
-    VFile::Cpuinfo,
-    VFile::Stat,
-    VFile::Loadavg,
-    VFile::Uptime,
-    VFile::Diskstats,
-    VFile::Swaps,
-    VFile::CpuOnline,
-    VFile::CpuPossible,
-    VFile::CpuPresent,
-];
 
 /// Entries whose existence is the same for every reader may be cached.
 const STABLE_TTL: Duration = Duration::from_secs(1);
@@ -53,12 +41,12 @@ const STABLE_TTL: Duration = Duration::from_secs(1);
 const NO_TTL: Duration = Duration::ZERO;
 
 fn vfile_ino(f: VFile) -> u64 {
-    FIRST_FILE + FILES.iter().position(|x| *x == f).unwrap_or(0) as u64
+    FIRST_FILE + VFile::ALL.iter().position(|x| *x == f).unwrap_or(0) as u64
 }
 
 fn ino_vfile(ino: u64) -> Option<VFile> {
     ino.checked_sub(FIRST_FILE)
-        .and_then(|i| FILES.get(i as usize).copied())
+        .and_then(|i| VFile::ALL.get(i as usize).copied())
 }
 
 /// Fixed directories: (inode, parent, name).
@@ -285,9 +273,10 @@ impl ProcLens {
             return Err(Errno::ENOENT);
         }
         let rel = self.child_rel(parent, name).ok_or(Errno::ENOENT)?;
-        // Existence depends on the reader (cpuK), so check before numbering.
-        let ino = self.node_ino(&rel);
-        let attr = self.host_attr(ino, &rel, pid)?;
+        // Number only what exists (for this reader: cpuK depends on it), so
+        // lookups of made-up names cannot grow the table.
+        let mut attr = self.host_attr(0, &rel, pid)?;
+        attr.ino = INodeNo(self.node_ino(&rel));
         Ok((attr, NO_TTL))
     }
 
@@ -416,10 +405,6 @@ impl ProcLens {
 }
 
 impl Filesystem for ProcLens {
-    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> std::io::Result<()> {
-        Ok(())
-    }
-
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);

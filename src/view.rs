@@ -43,6 +43,18 @@ impl VFile {
         VFile::Swaps,
     ];
     pub const CPU: [VFile; 3] = [VFile::CpuOnline, VFile::CpuPossible, VFile::CpuPresent];
+    pub const ALL: [VFile; 10] = [
+        VFile::Meminfo,
+        VFile::Cpuinfo,
+        VFile::Stat,
+        VFile::Loadavg,
+        VFile::Uptime,
+        VFile::Diskstats,
+        VFile::Swaps,
+        VFile::CpuOnline,
+        VFile::CpuPossible,
+        VFile::CpuPresent,
+    ];
 
     /// The name in its directory.
     pub fn name(self) -> &'static str {
