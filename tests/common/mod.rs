@@ -68,12 +68,35 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// still runs (each test cleans up after itself through Drop guards).
 /// Also checks the preconditions, so a test on an unsuitable host fails
 /// with a message saying why instead of skipping.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub fn serial() -> Serial {
     let guard = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Test binaries (e2e, runc, fidelity...) may run at the same time from
+    // different processes: a host-wide lock keeps CPU-sensitive tests apart.
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(HOST_LOCK)
+        .unwrap_or_else(|e| panic!("opening {HOST_LOCK}: {e}"));
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {HOST_LOCK}: {}", io::Error::last_os_error());
     preflight();
-    guard
+    Serial {
+        _guard: guard,
+        _lock: lock,
+    }
+}
+
+/// The host-wide lock file of [`serial`].
+const HOST_LOCK: &str = "/tmp/proclens-tests.lock";
+
+/// Held for the duration of one test: the in-process mutex and the
+/// host-wide file lock.
+pub struct Serial {
+    _guard: MutexGuard<'static, ()>,
+    _lock: fs::File,
 }
 
 fn preflight() {
