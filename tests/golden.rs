@@ -357,3 +357,142 @@ fn malformed_cgroup_file_names_the_file_and_falls_back_to_the_host() {
         host("v2", "proc/stat")
     );
 }
+
+// ---------------------------------------------------------------------------
+// Hosts far bigger than the test machine (tests/fixtures/make-big.py): the
+// captured v1 container on a 256-CPU, 4 TiB host with 300 disks.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn big_host_cpuset_of_twelve_cpus_in_two_ranges() {
+    // cpuset.cpus "8-15,200-203", no quota: n = 12, in cpuset order.
+    let cpuinfo = render("big", VFile::Cpuinfo);
+    let blocks = cpu_blocks(&cpuinfo);
+    assert_eq!(blocks.len(), 12);
+    for (i, b) in blocks.iter().enumerate() {
+        assert!(
+            b.starts_with(&format!("processor\t: {i}\n")),
+            "block {i} renumbered"
+        );
+        assert!(
+            b.contains("siblings\t: 12\n") && b.contains("cpu cores\t: 12\n"),
+            "block {i}"
+        );
+    }
+    // Host CPU 200 became cpu8: its apicid line (200 in the fixture) is kept.
+    assert!(blocks[8].contains("apicid\t\t: 200\n"), "{}", blocks[8]);
+    assert_eq!(render("big", VFile::CpuOnline), "0-11\n");
+
+    // stat: cpuacct.usage_all gives CPU k (1 + k) s user and (1 + k) * 10 ms
+    // system. cpu0..7 are host CPUs 8..15, cpu8..11 host 200..203; time on
+    // the other 244 CPUs is spread evenly over the 12 lines.
+    let stat = render("big", VFile::Stat);
+    let lines: Vec<Vec<u64>> = stat
+        .lines()
+        .filter(|l| l.starts_with("cpu"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .map(|x| x.parse().expect("n"))
+                .collect()
+        })
+        .collect();
+    assert_eq!(lines.len(), 13, "cpu + 12 cpuN");
+    let host_cpus: Vec<u64> = (8..16).chain(200..204).collect();
+    let user_s = |k: u64| k + 1; // seconds of user time on host CPU k
+    let total_user: u64 = (0..256).map(user_s).sum();
+    let visible_user: u64 = host_cpus.iter().map(|k| user_s(*k)).sum();
+    let rest_ticks_each = (total_user - visible_user) * 100 / 12;
+    for (i, k) in host_cpus.iter().enumerate() {
+        let user = lines[i + 1][0];
+        let expected = user_s(*k) * 100 + rest_ticks_each;
+        assert!(
+            user.abs_diff(expected) <= 1,
+            "cpu{i} (host {k}): {user} ticks, expected {expected}"
+        );
+    }
+    assert_eq!(
+        lines[0][0],
+        lines[1..].iter().map(|l| l[0]).sum::<u64>(),
+        "cpu = sum of cpuN"
+    );
+    assert_eq!(
+        lines[0][0],
+        total_user * 100,
+        "all the cgroup's user time is shown"
+    );
+}
+
+#[test]
+fn big_host_without_memory_limit_shows_the_host_and_one_disk() {
+    // Both levels are unlimited (PAGE_COUNTER_MAX): MemTotal is the host's 4 TiB.
+    let m = kb(&render("big", VFile::Meminfo));
+    assert_eq!(m["MemTotal"], 4 * 1024 * 1024 * 1024);
+    assert_eq!(m["MemFree"], 4 * 1024 * 1024 * 1024 - 79052);
+    // 300 host disks; the container touched vda only.
+    let d = render("big", VFile::Diskstats);
+    assert_eq!(d.lines().count(), 1);
+    assert!(d.contains(" vda "));
+}
+
+/// Writes a copy of a fixture whose mountinfo lacks the lines matching `drop`.
+fn without_mounts(name: &str, drop: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&fixture(name), tmp.path());
+    let mi = tmp.path().join("proc/self/mountinfo");
+    let text = std::fs::read_to_string(&mi).expect("mountinfo");
+    let kept: Vec<&str> = text.lines().filter(|l| !l.contains(drop)).collect();
+    std::fs::write(&mi, kept.join("\n") + "\n").expect("write");
+    tmp
+}
+
+#[test]
+fn v1_host_without_a_cpuset_hierarchy_shows_every_online_cpu() {
+    // No cpuset controller: the cpuset is all online CPUs (2), and the 0.5
+    // CPU quota caps the count at ceil(0.5) = 1.
+    let tmp = without_mounts("v1", " - cgroup cgroup rw,cpuset");
+    let views = Views::new(tmp.path(), Options::default()).expect("views");
+    let c = views.caller(reader("v1")).expect("caller");
+    assert_eq!(views.render(VFile::CpuOnline, &c).expect("online"), "0\n");
+    let no_cap = Views::new(tmp.path(), Options { cfs: false }).expect("views");
+    let c = no_cap.caller(reader("v1")).expect("caller");
+    assert_eq!(
+        no_cap.render(VFile::CpuOnline, &c).expect("online"),
+        "0-1\n"
+    );
+}
+
+#[test]
+fn v1_host_without_a_memory_hierarchy_serves_the_host_meminfo() {
+    // Rule (section 4): no memory controller -> the host file, unchanged.
+    let tmp = without_mounts("v1", " - cgroup cgroup rw,memory");
+    let views = Views::new(tmp.path(), Options::default()).expect("views");
+    let c = views.caller(reader("v1")).expect("caller");
+    assert_eq!(
+        views.render(VFile::Meminfo, &c).expect("meminfo"),
+        host("v1", "proc/meminfo")
+    );
+    assert_eq!(
+        views.render(VFile::Swaps, &c).expect("swaps"),
+        host("v1", "proc/swaps")
+    );
+}
+
+#[test]
+fn a_cgroup_removed_mid_read_names_the_missing_file() {
+    // The container's memory cgroup vanished between caller resolution and
+    // rendering (rmdir after its last task left).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&fixture("v2"), tmp.path());
+    let views = Views::new(tmp.path(), Options::default()).expect("views");
+    let c = views.caller(reader("v2")).expect("caller");
+    std::fs::remove_dir_all(tmp.path().join("sys/fs/cgroup/proclens-fixture/app")).expect("rm");
+    let err = views.render(VFile::Meminfo, &c).expect_err("cgroup gone");
+    assert!(
+        err.to_string()
+            .contains("proclens-fixture/app/memory.current"),
+        "{err}"
+    );
+    let err = views.render(VFile::Stat, &c).expect_err("cgroup gone");
+    assert!(err.to_string().contains("proclens-fixture/app"), "{err}");
+}
