@@ -84,7 +84,8 @@ pub struct Caller {
 
 /// How long a resolved caller is trusted: a cgroup move shows within this.
 const TTL: Duration = Duration::from_secs(1);
-const CACHE_SIZE: usize = 4096;
+/// At most this many resolved readers are kept (about 1.5 KiB each).
+const CACHE_SIZE: usize = 1024;
 /// Guards the ancestor walk against a corrupted or cyclic tree.
 const MAX_DEPTH: usize = 4096;
 
@@ -109,6 +110,21 @@ impl Resolver {
                 NonZeroUsize::new(CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
             )),
         })
+    }
+
+    /// Drops answers older than their lifetime, so gone containers leave
+    /// nothing behind once the daemon is idle.
+    pub fn purge(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            let stale: Vec<CacheKey> = c
+                .iter()
+                .filter(|(_, (at, _))| at.elapsed() >= TTL)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                c.pop(&k);
+            }
+        }
     }
 
     pub fn resolve(&self, cgroups: &Cgroups, pid: u32) -> Result<Arc<Caller>, Error> {

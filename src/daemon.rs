@@ -163,10 +163,11 @@ fn sampler_loop(views: &Views) {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let t = Instant::now();
         views.sample();
-        log::trace!(
-            "loadavg cycle: {} cgroups in {:?}",
-            views.tracked_loadavg(),
-            t.elapsed()
+        let (accounts, loads) = views.state_counts();
+        log::debug!(
+            "sampler cycle in {:?}: state for {accounts} CPU accounts, {loads} load averages; {} fallbacks so far",
+            t.elapsed(),
+            views.fallbacks()
         );
         next += crate::loadavg::INTERVAL;
         // Never try to catch up a backlog (after a suspend): skip ahead.

@@ -350,7 +350,8 @@ impl ProcLens {
         let data = Arc::new(self.content(&Source::Virtual(f), pid)?);
         if let Ok(mut p) = self.prerendered.lock() {
             let now = Instant::now();
-            if p.len() >= 1024 {
+            // Entries no OPEN took (a `stat`, a bind mount's LOOKUP) expire.
+            if p.len() >= 64 {
                 p.retain(|_, (t, _)| now.duration_since(*t) < PRERENDER_TTL);
             }
             p.insert((pid, f), (now, data.clone()));

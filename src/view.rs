@@ -432,9 +432,12 @@ impl Views {
         if let Ok(mut a) = self.accounts.lock() {
             a.retain(|(path, _), _| path.is_dir());
         }
+        self.resolver.purge();
     }
 
-    pub fn tracked_loadavg(&self) -> usize {
-        self.load.len()
+    /// Per-container state held: (CPU accounts, load averages).
+    pub fn state_counts(&self) -> (usize, usize) {
+        let accounts = self.accounts.lock().map_or(0, |a| a.len());
+        (accounts, self.load.len())
     }
 }
