@@ -169,7 +169,7 @@ fn two_cpus() -> String {
     v.join(",")
 }
 
-/// The standard container's limits with a memory limit the tests rely on.
+/// The container's memory limit in bytes.
 fn limit_bytes(c: &Container<'_>) -> u64 {
     c.limits
         .memory_bytes
@@ -405,9 +405,18 @@ fn procps_vmstat_memory_and_run_queue() {
     let _serial = serial();
     require(&[("vmstat", "procps")]);
     let daemon = Daemon::start();
-    let busy = Container::new(&daemon, Limits::standard());
+    // Two busy loops in `busy`, unthrottled on two CPUs: always runnable,
+    // so the host's own procs_running counts them at every instant (a
+    // CFS-throttled task is dequeued and would drop out of it).
+    let busy = Container::new(
+        &daemon,
+        Limits {
+            cpus: Some(two_cpus()),
+            cfs: None,
+            ..Limits::standard()
+        },
+    );
     let idle = Container::new(&daemon, Limits::standard());
-    // Two busy loops in `busy` (on the 50% quota: throttled, but state R).
     let _loops = busy.spawn(&["sh", "-c", "(while :; do :; done) & while :; do :; done"]);
     let init = idle.spawn(&["sleep", "600"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -1498,7 +1507,15 @@ fn htop_in_tmux_shows_one_cpu_and_the_memory_limit() {
             (*pid, comm.clone(), fd)
         })
         .collect();
+    // Killing the container's pid 1 tears its pid namespace down, tmux and
+    // htop included; removing the cgroups (Container's Drop) kills whatever
+    // is left in them. Report which one did it, require that they are gone.
     drop(init);
+    let by_init: Vec<bool> = pidfds
+        .iter()
+        .map(|(_, _, fd)| pidfd_exited(*fd, Duration::from_secs(2)))
+        .collect();
+    println!("tmux/htop gone once pid 1 died: {by_init:?} ({ours:?})");
     drop(c);
     for (pid, comm, fd) in pidfds {
         let gone = pidfd_exited(fd, Duration::from_secs(5));
