@@ -4,7 +4,6 @@
 
 use crate::cgroup::{self, Cgroups, Placement};
 use lru::LruCache;
-use procfs::FromRead;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,14 +29,29 @@ pub struct ProcStat {
     pub starttime: u64,
 }
 
-/// Parses `/proc/<pid>/stat` text (procfs handles a `comm` holding spaces
-/// or parentheses).
+/// Parses `/proc/<pid>/stat` text. `comm` (field 2) may hold spaces and
+/// parentheses, so the fields are counted from the last ')' (proc(5)).
+/// (procfs-core's parser panics on some malformed lines, found by fuzzing.)
 pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
-    let s = procfs::process::Stat::from_read(text.as_bytes()).map_err(|e| e.to_string())?;
+    let close = text.rfind(')').ok_or("no ')' after comm")?;
+    if !text[..close].contains('(') {
+        return Err("no '(' before comm".into());
+    }
+    // Fields 3.. : state, ppid, ..., starttime is field 22.
+    let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let get = |i: usize, name: &str| f.get(i).copied().ok_or_else(|| format!("no {name} field"));
+    let mut state = get(0, "state")?.chars();
+    let (Some(state), None) = (state.next(), state.next()) else {
+        return Err("state is not one character".into());
+    };
+    let num = |i: usize, name: &str| -> Result<u64, String> {
+        let v = get(i, name)?;
+        v.parse().map_err(|_| format!("bad {name} {v:?}"))
+    };
     Ok(ProcStat {
-        ppid: u32::try_from(s.ppid).map_err(|_| format!("bad ppid {}", s.ppid))?,
-        state: s.state,
-        starttime: s.starttime,
+        ppid: u32::try_from(num(1, "ppid")?).map_err(|_| "ppid out of range".to_string())?,
+        state,
+        starttime: num(19, "starttime")?,
     })
 }
 
@@ -278,6 +292,10 @@ mod tests {
             }
         );
         assert!(parse_stat("garbage").is_err());
+        // Found by fuzzing (fuzz/artifacts/proc_pid): procfs-core panicked.
+        assert!(parse_stat("139 (sh\0)").is_err());
+        assert!(parse_stat(") 1 (").is_err());
+        assert!(parse_stat("1 (x) RR 1").is_err());
     }
 
     #[test]

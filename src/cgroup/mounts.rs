@@ -72,15 +72,22 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        // "\ooo" with a value that fits a byte (the kernel writes \040,
+        // \011, \012 and \134); anything else is kept as it is.
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        match octal {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     String::from_utf8_lossy(&out).into_owned()
@@ -222,6 +229,14 @@ mod tests {
         );
         assert_eq!(m.v1[&Controller::Cpu], m.v1[&Controller::Cpuacct]);
         assert!(parse_mountinfo("1 0 0:1 / /x rw cgroup\n").is_err());
+    }
+
+    #[test]
+    fn escapes_that_do_not_fit_a_byte_stay_literal() {
+        // Found by fuzzing (fuzz/artifacts/mountinfo): \777 overflowed.
+        assert_eq!(unescape("a\\777b"), "a\\777b");
+        assert_eq!(unescape("a\\040b\\"), "a b\\");
+        assert_eq!(unescape("\\13"), "\\13");
     }
 
     #[test]
