@@ -94,6 +94,8 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
     clear_stale(&mp)?;
     std::fs::create_dir_all(&mp).with_context(|| format!("creating {}", mp.display()))?;
 
+    drop_capabilities().context("dropping capabilities")?;
+
     // Signals go to the main thread's sigwait: block them before any thread
     // starts so every thread inherits the mask.
     let mut signals = SigSet::empty();
@@ -154,6 +156,62 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
     // Exiting closes /dev/fuse, which ends the connection; fuser's own
     // unmount on drop would only repeat ours.
     std::mem::forget(bg);
+    Ok(())
+}
+
+/// CAP_SYS_ADMIN (mount, unmount) and CAP_SYS_PTRACE (reading
+/// `/proc/<pid>/ns/pid` of other users' processes) are all the daemon needs.
+/// (Numbers from include/uapi/linux/capability.h.)
+const KEEP_CAPS: [u32; 2] = [CAP_SYS_PTRACE, CAP_SYS_ADMIN];
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Drops every other capability from this thread's sets and the bounding set
+/// before any thread starts (threads inherit them), and forbids regaining
+/// privileges through exec.
+fn drop_capabilities() -> Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .context("reading /proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()
+        .context("parsing /proc/sys/kernel/cap_last_cap")?;
+    for cap in (0..=last).filter(|c| !KEEP_CAPS.contains(c)) {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            bail!("PR_CAPBSET_DROP {cap}: {}", std::io::Error::last_os_error());
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut data = [Data::default(); 2];
+    for cap in KEEP_CAPS {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    // SAFETY: capset reads a valid header and two data words we own.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        bail!("capset: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -279,3 +279,22 @@ fn unknown_paths_are_enoent_at_every_level() {
     }
     assert!(Path::new(&mp.join("sys/devices/system/cpu/cpu0/topology")).is_dir());
 }
+
+#[test]
+fn the_daemon_keeps_only_two_capabilities_and_serves_other_users() {
+    let _serial = serial();
+    let daemon = Daemon::start();
+    let pid = daemon.pid().expect("daemon running");
+    let status = read(format!("/proc/{pid}/status"));
+    // CAP_SYS_PTRACE (19) and CAP_SYS_ADMIN (21): 1<<19 | 1<<21.
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        let line = status.lines().find(|l| l.starts_with(set)).expect(set);
+        assert!(line.ends_with("0000000000280000"), "{line}");
+    }
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    // A reader of another uid: resolving it reads its /proc/<pid>/ns/pid,
+    // which takes CAP_SYS_PTRACE; without it the reader would get the host.
+    let c = Container::new(&daemon, Limits::standard());
+    let out = c.sh("setpriv --reuid 1000 --regid 1000 --clear-groups head -1 /proc/meminfo");
+    assert_eq!(out.trim(), "MemTotal:         262144 kB");
+}
