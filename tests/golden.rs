@@ -211,10 +211,13 @@ fn sysfs_cpu_ranges_say_one_cpu() {
 
 #[test]
 fn stat_has_the_container_cpu_time_and_the_host_rest() {
-    // v1: cpuacct.usage_all user 2082378284 ns on CPU 1 -> 208 ticks,
-    // system 36000000 ns -> 3 ticks. v2: cpu.stat user_usec 5366622 -> 536,
-    // system_usec 5450752 -> 545 (USER_HZ 100).
-    for (name, user, system) in [("v1", 208, 3), ("v2", 536, 545)] {
+    // v1: exact time per CPU from cpuacct.usage_percpu (108477, 2100877208
+    // ns), split by each CPU's cpuacct.usage_all ratio (CPU 1: 2082378284 :
+    // 36000000) or, for CPU 0 with no ticks, cpuacct.stat's 206 : 3:
+    // user 106919 + 2065174623 ns -> 206 ticks, system 1558 + 35702585 -> 3.
+    // v2: cpu.stat user_usec 5366622 -> 536, system_usec 5450752 -> 545
+    // (USER_HZ 100).
+    for (name, user, system) in [("v1", 206, 3), ("v2", 536, 545)] {
         let s = render(name, VFile::Stat);
         let h = host(name, "proc/stat");
         let cpu: Vec<&str> = s.lines().filter(|l| l.starts_with("cpu")).collect();

@@ -316,33 +316,37 @@ pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
             }))
         }
         Version::V1 => {
-            let per_cpu = match parsed_opt(
+            // The exact per-CPU time is cpuacct.usage_percpu. Since 5.x the
+            // user/system columns of cpuacct.usage_all come from the tick-based
+            // cpustat and run ahead of it for throttled groups
+            // (kernel/sched/cpuacct.c cpuacct_cpuusage_read), so they only give
+            // each CPU's split; cpuacct.stat (USER_HZ ticks) splits a CPU
+            // that has no ticks yet, or everything on kernels without usage_all.
+            let total = parsed(&dir.path.join("cpuacct.usage_percpu"), parse::number_list)?;
+            let split = parsed_opt(
                 &dir.path.join("cpuacct.usage_all"),
                 parse::cpuacct_usage_all,
-            )? {
-                Some(v) => v,
-                None => {
-                    // Older kernels: total per CPU only; split it by the
-                    // user/system ratio of cpuacct.stat (in USER_HZ ticks).
-                    let total = parsed(&dir.path.join("cpuacct.usage_percpu"), parse::number_list)?;
-                    let st = parsed(&dir.path.join("cpuacct.stat"), |t| {
-                        parse::flat_keyed(t).map(|m| {
-                            (
-                                m.get("user").copied().unwrap_or(0),
-                                m.get("system").copied().unwrap_or(0),
-                            )
-                        })
-                    })?;
-                    let all = (st.0 + st.1).max(1) as u128;
-                    total
-                        .iter()
-                        .map(|t| {
-                            let u = (*t as u128 * st.0 as u128 / all) as u64;
-                            (u, t - u)
-                        })
-                        .collect()
-                }
-            };
+            )?;
+            let overall = parsed(&dir.path.join("cpuacct.stat"), |t| {
+                parse::flat_keyed(t).map(|m| {
+                    (
+                        m.get("user").copied().unwrap_or(0),
+                        m.get("system").copied().unwrap_or(0),
+                    )
+                })
+            })?;
+            let per_cpu = total
+                .iter()
+                .enumerate()
+                .map(|(cpu, t)| {
+                    let ratio = split
+                        .as_ref()
+                        .and_then(|s| s.get(cpu).copied())
+                        .filter(|(u, s)| u + s > 0)
+                        .unwrap_or(overall);
+                    split_time(*t, ratio)
+                })
+                .collect::<Vec<_>>();
             Ok(Some(CpuUsage {
                 user: per_cpu.iter().map(|c| c.0).sum(),
                 system: per_cpu.iter().map(|c| c.1).sum(),
@@ -350,6 +354,16 @@ pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
             }))
         }
     }
+}
+
+/// Splits `total` ns into (user, system) in the proportion of `ratio`; all
+/// user when the ratio is unknown (0:0).
+fn split_time(total: u64, (u, s): (u64, u64)) -> (u64, u64) {
+    if u + s == 0 {
+        return (total, 0);
+    }
+    let user = (u128::from(total) * u128::from(u) / (u128::from(u) + u128::from(s))) as u64;
+    (user, total - user)
 }
 
 pub(super) fn io(dir: &Dir) -> Result<BTreeMap<DevNum, IoCounters>, Error> {
