@@ -34,6 +34,8 @@ mounts=(
     # The whole directory, so online/possible/present and the cpuN entries
     # agree (glibc reads online, htop/lscpu count cpuN directories).
     -v "$PROCLENS_DIR/sys/devices/system/cpu:/sys/devices/system/cpu:ro"
+    # iostat reads /sys/block/<disk>/stat, not /proc/diskstats.
+    -v "$PROCLENS_DIR/sys/block:/sys/block:ro"
 )
 
 if [ $# -eq 0 ]; then

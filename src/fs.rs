@@ -12,9 +12,10 @@
 
 use crate::view::{VFile, Views};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags,
-    LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite, ReplyXattr, Request, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, IoctlFlags, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite,
+    ReplyXattr, Request, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -30,6 +31,7 @@ const SYS: u64 = 3;
 const SYS_DEVICES: u64 = 4;
 const SYS_SYSTEM: u64 = 5;
 const CPU_DIR: u64 = 6;
+const BLOCK_DIR: u64 = 7;
 /// Virtual files: FIRST_FILE + index in `VFile::ALL`.
 const FIRST_FILE: u64 = 10;
 /// Passthrough entries below the cpu directory get inodes from here on.
@@ -50,14 +52,34 @@ fn ino_vfile(ino: u64) -> Option<VFile> {
 }
 
 /// Fixed directories: (inode, parent, name).
-const DIRS: [(u64, u64, &str); 6] = [
+const DIRS: [(u64, u64, &str); 7] = [
     (ROOT, ROOT, ""),
     (PROC, ROOT, "proc"),
     (SYS, ROOT, "sys"),
     (SYS_DEVICES, SYS, "devices"),
     (SYS_SYSTEM, SYS_DEVICES, "system"),
     (CPU_DIR, SYS_SYSTEM, "cpu"),
+    (BLOCK_DIR, SYS, "block"),
 ];
+
+/// Passthrough trees, as paths below `sys/` (the node table's keys).
+const CPU_REL: &str = "devices/system/cpu";
+const BLOCK_REL: &str = "block";
+
+/// The passthrough root a fixed directory stands for.
+fn tree_root(ino: u64) -> Option<&'static str> {
+    match ino {
+        CPU_DIR => Some(CPU_REL),
+        BLOCK_DIR => Some(BLOCK_REL),
+        _ => None,
+    }
+}
+
+/// `block/<disk>/stat` -> `<disk>`: the per-reader I/O counters of a disk.
+fn block_stat_disk(rel: &str) -> Option<&str> {
+    let disk = rel.strip_prefix("block/")?.strip_suffix("/stat")?;
+    (!disk.contains('/')).then_some(disk)
+}
 
 /// "cpu12" -> 12; "cpufreq" and "cpu" -> None.
 fn cpu_index(name: &str) -> Option<usize> {
@@ -68,16 +90,19 @@ fn cpu_index(name: &str) -> Option<usize> {
     d.parse().ok()
 }
 
-/// Paths below the cpu directory, by inode.
+/// Paths below `sys/` of the passthrough trees, by inode.
 #[derive(Debug, Default)]
 struct Nodes {
     by_path: HashMap<String, u64>,
     paths: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     Virtual(VFile),
+    /// `block/<disk>/stat`, rendered for the reader.
+    BlockStat(String),
+    /// Any other file of a passthrough tree, read from the host.
     Host(String),
 }
 
@@ -180,10 +205,15 @@ impl ProcLens {
             .map_err(|_| Errno::EIO)
     }
 
-    /// Maps a path below the cpu directory to the host path the reader
-    /// sees there: `cpuK` is the reader's K-th visible host CPU.
+    /// Maps a path below `sys/` to the host path the reader sees there:
+    /// in the cpu directory `cpuK` is the reader's K-th visible host CPU.
     fn host_path(&self, rel: &str, pid: u32) -> Result<PathBuf, Errno> {
-        let (first, rest) = rel.split_once('/').unwrap_or((rel, ""));
+        let sys = self.views.host().root().join("sys");
+        let Some(below) = rel.strip_prefix(CPU_REL) else {
+            return Ok(sys.join(rel));
+        };
+        let below = below.trim_start_matches('/');
+        let (first, rest) = below.split_once('/').unwrap_or((below, ""));
         let first = match cpu_index(first) {
             Some(k) => {
                 let cpu = *self.visible(pid)?.get(k).ok_or(Errno::ENOENT)?;
@@ -191,12 +221,10 @@ impl ProcLens {
             }
             None => first.to_owned(),
         };
-        let mut p = self
-            .views
-            .host()
-            .root()
-            .join("sys/devices/system/cpu")
-            .join(first);
+        let mut p = sys.join(CPU_REL);
+        if !first.is_empty() {
+            p.push(first);
+        }
         if !rest.is_empty() {
             p.push(rest);
         }
@@ -204,7 +232,16 @@ impl ProcLens {
     }
 
     fn host_attr(&self, ino: u64, rel: &str, pid: u32) -> Result<FileAttr, Errno> {
-        let md = std::fs::symlink_metadata(self.host_path(rel, pid)?).map_err(|e| errno(&e))?;
+        let path = self.host_path(rel, pid)?;
+        // /sys/block/<disk> is a symlink into /sys/devices; a link would lead
+        // a container back to its own sysfs, so the disk shows as a directory.
+        let is_disk = rel.strip_prefix("block/").is_some_and(|d| !d.contains('/'));
+        let md = if is_disk {
+            std::fs::metadata(path)
+        } else {
+            std::fs::symlink_metadata(path)
+        }
+        .map_err(|e| errno(&e))?;
         let ft = md.file_type();
         let kind = if ft.is_dir() {
             FileType::Directory
@@ -242,13 +279,13 @@ impl ProcLens {
         Ok((self.host_attr(ino, &rel, pid)?, NO_TTL))
     }
 
-    /// Relative path below the cpu directory of a child of `parent`.
+    /// Path below `sys/` of a child of `parent` in a passthrough tree.
     fn child_rel(&self, parent: u64, name: &str) -> Option<String> {
-        if parent == CPU_DIR {
-            Some(name.to_owned())
-        } else {
-            self.node_path(parent).map(|p| format!("{p}/{name}"))
-        }
+        let dir = match tree_root(parent) {
+            Some(root) => root.to_owned(),
+            None => self.node_path(parent)?,
+        };
+        Some(format!("{dir}/{name}"))
     }
 
     fn lookup_ino(&self, parent: u64, name: &str, pid: u32) -> Result<(FileAttr, Duration), Errno> {
@@ -266,7 +303,7 @@ impl ProcLens {
         if let Some(f) = files.iter().find(|f| f.name() == name) {
             return self.getattr_ino(vfile_ino(*f), pid);
         }
-        if parent != CPU_DIR && parent < FIRST_DYNAMIC {
+        if tree_root(parent).is_none() && parent < FIRST_DYNAMIC {
             return Err(Errno::ENOENT);
         }
         if name.contains('/') || name == ".." || name == "." {
@@ -296,29 +333,28 @@ impl ProcLens {
         for f in files {
             out.push((vfile_ino(*f), FileType::RegularFile, f.name().to_owned()));
         }
-        let rel = match ino {
-            CPU_DIR => String::new(),
-            i if i >= FIRST_DYNAMIC => self.node_path(i).ok_or(Errno::ENOENT)?,
-            _ => return Ok(out),
+        let rel = match tree_root(ino) {
+            Some(root) => root.to_owned(),
+            None if ino >= FIRST_DYNAMIC => self.node_path(ino).ok_or(Errno::ENOENT)?,
+            None => return Ok(out),
         };
         if ino == CPU_DIR {
             for k in 0..self.visible(pid)?.len() {
                 let name = format!("cpu{k}");
-                out.push((self.node_ino(&name), FileType::Directory, name));
+                out.push((
+                    self.node_ino(&format!("{CPU_REL}/{name}")),
+                    FileType::Directory,
+                    name,
+                ));
             }
         }
-        let host = if rel.is_empty() {
-            self.views.host().root().join("sys/devices/system/cpu")
-        } else {
-            self.host_path(&rel, pid)?
-        };
-        let mut names: Vec<(String, FileType)> = std::fs::read_dir(&host)
+        let mut names: Vec<(String, FileType)> = std::fs::read_dir(self.host_path(&rel, pid)?)
             .map_err(|e| errno(&e))?
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let ft = e.file_type().ok()?;
-                let kind = if ft.is_dir() {
+                let kind = if ft.is_dir() || ino == BLOCK_DIR {
                     FileType::Directory
                 } else if ft.is_symlink() {
                     FileType::Symlink
@@ -335,12 +371,7 @@ impl ProcLens {
             {
                 continue;
             }
-            let child = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
-            out.push((self.node_ino(&child), kind, name));
+            out.push((self.node_ino(&format!("{rel}/{name}")), kind, name));
         }
         Ok(out)
     }
@@ -400,6 +431,10 @@ impl ProcLens {
                 log::error!("{}: {e}", f.host_path());
                 Errno::EIO
             }),
+            Source::BlockStat(disk) => self.views.read_block_stat(disk, pid).map_err(|e| {
+                log::error!("/sys/block/{disk}/stat: {e}");
+                Errno::EIO
+            }),
             Source::Host(rel) => std::fs::read(self.host_path(rel, pid)?).map_err(|e| errno(&e)),
         }
     }
@@ -442,14 +477,17 @@ impl Filesystem for ProcLens {
         let source = match ino_vfile(ino.0) {
             Some(f) => Source::Virtual(f),
             None => match self.node_path(ino.0) {
-                Some(rel) => Source::Host(rel),
+                Some(rel) => match block_stat_disk(&rel) {
+                    Some(disk) => Source::BlockStat(disk.to_owned()),
+                    None => Source::Host(rel),
+                },
                 None => return reply.error(Errno::EISDIR),
             },
         };
         let pid = req.pid();
         let pre = match &source {
             Source::Virtual(f) => self.take_prerendered(*f, pid),
-            Source::Host(_) => None,
+            Source::BlockStat(_) | Source::Host(_) => None,
         };
         let data = match pre {
             Some(d) => d,
@@ -504,13 +542,7 @@ impl Filesystem for ProcLens {
                 } else {
                     handle.opener
                 };
-                Some((
-                    match &handle.source {
-                        Source::Virtual(f) => Source::Virtual(*f),
-                        Source::Host(r) => Source::Host(r.clone()),
-                    },
-                    pid,
-                ))
+                Some((handle.source.clone(), pid))
             } else {
                 None
             };
@@ -631,5 +663,15 @@ impl Filesystem for ProcLens {
         reply: ReplyIoctl,
     ) {
         reply.error(Errno::ENOTTY);
+    }
+
+    /// access(2): nothing here is writable; everything else is as the mode
+    /// bits say, which the kernel checks itself for other users.
+    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if mask.contains(AccessFlags::W_OK) {
+            reply.error(Errno::EROFS);
+        } else {
+            reply.ok();
+        }
     }
 }

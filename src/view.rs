@@ -207,11 +207,44 @@ impl Views {
     /// (the host file is served instead), only when the host file itself
     /// cannot be read.
     pub fn read(&self, file: VFile, pid: u32) -> Result<Vec<u8>, Error> {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let caller = self.caller(pid)?;
-            self.render(file, &caller)
-        }))
-        .unwrap_or_else(|p| {
+        self.serve(file.name(), &file.host_path(), pid, |c| {
+            self.render(file, c)
+        })
+    }
+
+    /// `/sys/block/<disk>/stat` for `pid`: the container's I/O on that disk.
+    pub fn read_block_stat(&self, disk: &str, pid: u32) -> Result<Vec<u8>, Error> {
+        let host_path = format!("/sys/block/{disk}/stat");
+        self.serve("block stat", &host_path, pid, |c| {
+            let host = self.host.read(&host_path)?;
+            let Some(io) = self.cgroups.io(&c.placement)? else {
+                return Ok(host);
+            };
+            let dev_path = format!("/sys/block/{disk}/dev");
+            let dev = self.host.read(&dev_path)?;
+            let dev = dev
+                .trim()
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .ok_or_else(|| Error::Render {
+                    file: "block stat",
+                    error: RenderError(format!("{dev_path}: bad device number {dev:?}")),
+                })?;
+            let counters = io.get(&dev).copied().unwrap_or_default();
+            Ok(render::diskstats::block_stat(&host, &counters))
+        })
+    }
+
+    /// Renders with `f` for the caller `pid`; on any failure or panic, logs
+    /// and serves the host's file at `host_path` instead.
+    fn serve(
+        &self,
+        what: &'static str,
+        host_path: &str,
+        pid: u32,
+        f: impl FnOnce(&Caller) -> Result<String, Error>,
+    ) -> Result<Vec<u8>, Error> {
+        let r = catch_unwind(AssertUnwindSafe(|| f(&*self.caller(pid)?))).unwrap_or_else(|p| {
             let msg = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -222,15 +255,15 @@ impl Views {
         match r {
             Ok(s) => Ok(s.into_bytes()),
             Err(e) => {
-                self.note_fallback(file, pid, &e);
-                Ok(self.host.read(&file.host_path())?.into_bytes())
+                self.note_fallback(what, host_path, pid, &e);
+                Ok(self.host.read(host_path)?.into_bytes())
             }
         }
     }
 
-    fn note_fallback(&self, file: VFile, pid: u32, e: &Error) {
+    fn note_fallback(&self, what: &str, host_path: &str, pid: u32, e: &Error) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let key = format!("{}: {e}", file.name());
+        let key = format!("{what}: {e}");
         let Ok(mut logged) = self.logged.lock() else {
             return;
         };
@@ -244,8 +277,7 @@ impl Views {
                 logged.retain(|_, t| now.duration_since(*t) < LOG_EVERY);
             }
             log::warn!(
-                "pid {pid} gets the host's {} (fallback #{}): {e}",
-                file.host_path(),
+                "pid {pid} gets the host's {host_path} (fallback #{}): {e}",
                 self.fallbacks()
             );
         }
