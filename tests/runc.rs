@@ -86,6 +86,7 @@ const SCRIPT: &[(&str, &str)] = &[
     ("online", "cat /sys/devices/system/cpu/online"),
     ("online-read", "grep '' /sys/devices/system/cpu/online"),
     ("cpudir", "ls /sys/devices/system/cpu"),
+    ("blockdir", "ls /sys/block"),
     ("top", "top -bn1"),
     // sysinfo(2) and sched_getaffinity(2): syscalls, not files, so they are
     // the kernel's view in both containers (documented limits). nproc also
@@ -226,6 +227,17 @@ fn runc_container_sees_its_limits_only_through_the_mounts() {
             cpu_dirs,
             ["cpu0"],
             "bound: the cpu directory must hold cpu0 only"
+        );
+        // Every host disk shows, as a directory whose stat is the container's.
+        let mut host_disks: Vec<String> = std::fs::read_dir("/sys/block")
+            .expect("/sys/block")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        host_disks.sort();
+        let disks: Vec<&str> = section(&bound, "blockdir").split_whitespace().collect();
+        assert_eq!(
+            disks, host_disks,
+            "bound: /sys/block lists the host's disks"
         );
     } else {
         eprintln!("note: lxcfs shows cpu directories {cpu_dirs:?}; not asserted");
@@ -570,6 +582,10 @@ fn oci_config(rootfs: &Path, cgroups_path: &str, mnt: Option<&Path>) -> String {
             mnt.join("sys/devices/system/cpu"),
             "/sys/devices/system/cpu",
         );
+        // lxcfs (the stand-in daemon) has no sys/block.
+        if mnt.join("sys/block").is_dir() {
+            one(mnt.join("sys/block"), "/sys/block");
+        }
     }
     let caps = r#"["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]"#;
     format!(
