@@ -1,7 +1,16 @@
 //! Harness for the end-to-end tests: a real daemon on a FUSE mount, and
-//! "containers" made of a fresh cgroup v1 set plus new pid and mount
-//! namespaces with the daemon's files bind-mounted over `/proc/...` and
+//! "containers" made of fresh cgroups plus new pid and mount namespaces with
+//! the daemon's files bind-mounted over `/proc/...` and
 //! `/sys/devices/system/cpu`.
+//!
+//! It drives cgroup v1 (and hybrid hosts, whose controllers are on v1) and
+//! pure cgroup v2, whichever `/proc/self/mountinfo` shows
+//! ([`cgroup_version`]). On v1 a container is one directory per controller
+//! hierarchy; on v2 it is one directory below the unified mount, whose
+//! root must already have `memory cpu cpuset io pids` in its
+//! `cgroup.subtree_control` (the harness only ever writes to cgroups it
+//! created). `PROCLENS_E2E_CGROUP=v1|v2` makes a run fail unless it is on
+//! that version (the v2 VM sets it).
 //!
 //! Everything a test creates (cgroups, mounts, processes, scratch files) is
 //! owned by a guard whose `Drop` removes it, so a failing assertion still
@@ -25,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,6 +57,10 @@ const REQUIRED_TOOLS: &[&str] = &[
 
 /// Every cgroup v1 controller a container is put under.
 pub const CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "blkio", "pids"];
+
+/// Every cgroup v2 controller a container's cgroup gets (enabled in its
+/// parent's `cgroup.subtree_control`).
+pub const V2_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuset", "io", "pids"];
 
 /// How long a daemon may take to serve its first read.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -121,12 +134,104 @@ fn preflight() {
         "required tools not found in {TOOL_PATH}: {missing:?}"
     );
 
-    for ctrl in CONTROLLERS {
+    let version = cgroup_version();
+    match std::env::var("PROCLENS_E2E_CGROUP").as_deref() {
+        Err(_) | Ok("") => {}
+        Ok(want @ ("v1" | "v2")) => assert_eq!(
+            version.name(),
+            want,
+            "PROCLENS_E2E_CGROUP={want}, but this host's controllers are on cgroup {}",
+            version.name()
+        ),
+        Ok(other) => panic!("PROCLENS_E2E_CGROUP={other:?}: expected v1 or v2"),
+    }
+    if version == CgroupVersion::V2 {
+        let root = cgroup_v2_mount().expect("v2 detected from a cgroup2 mount");
+        let enabled = read(root.join("cgroup.subtree_control"));
+        let enabled: BTreeSet<&str> = enabled.split_whitespace().collect();
+        let missing: Vec<&str> = V2_CONTROLLERS
+            .iter()
+            .copied()
+            .filter(|c| !enabled.contains(c))
+            .collect();
         assert!(
-            cgroup_v1_mount(ctrl).is_some(),
-            "no cgroup v1 hierarchy with the {ctrl} controller in /proc/self/mountinfo; \
-             these tests need a v1 or hybrid host"
+            missing.is_empty(),
+            "{}/cgroup.subtree_control lacks {missing:?}: the tests create their cgroups \
+             below it and never change cgroups they did not create; enable them with \
+             `echo '+memory +cpu +cpuset +io +pids' > {}/cgroup.subtree_control`",
+            root.display(),
+            root.display()
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cgroup version
+// ---------------------------------------------------------------------------
+
+/// Which cgroup version the containers are made on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// Every controller in [`CONTROLLERS`] on a v1 hierarchy (v1 or hybrid host).
+    V1,
+    /// Pure unified hierarchy with every controller in [`V2_CONTROLLERS`].
+    V2,
+}
+
+impl CgroupVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        }
+    }
+}
+
+/// The host's cgroup version, from `/proc/self/mountinfo`. Panics (the test
+/// fails) on a host the harness cannot make containers on, saying why.
+pub fn cgroup_version() -> CgroupVersion {
+    static VERSION: OnceLock<Result<CgroupVersion, String>> = OnceLock::new();
+    VERSION
+        .get_or_init(detect_cgroup_version)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn detect_cgroup_version() -> Result<CgroupVersion, String> {
+    let v1_missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| cgroup_v1_mount(c).is_none())
+        .collect();
+    if v1_missing.is_empty() {
+        return Ok(CgroupVersion::V1);
+    }
+    let Some(unified) = cgroup_v2_mount() else {
+        return Err(format!(
+            "no cgroup v1 hierarchy for {v1_missing:?} and no cgroup2 mount in \
+             /proc/self/mountinfo: these tests need a v1, hybrid or pure v2 host"
+        ));
+    };
+    if v1_missing.len() != CONTROLLERS.len() {
+        return Err(format!(
+            "controllers split between v1 and v2 (no v1 hierarchy for {v1_missing:?}): \
+             the harness makes containers on all-v1 or all-v2 hosts only"
+        ));
+    }
+    let available = fs::read_to_string(unified.join("cgroup.controllers")).unwrap_or_default();
+    let available: BTreeSet<&str> = available.split_whitespace().collect();
+    let missing: Vec<&str> = V2_CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| !available.contains(c))
+        .collect();
+    if missing.is_empty() {
+        Ok(CgroupVersion::V2)
+    } else {
+        Err(format!(
+            "pure cgroup v2 host, but {}/cgroup.controllers lacks {missing:?}",
+            unified.display()
+        ))
     }
 }
 
@@ -330,6 +435,15 @@ pub fn unmount_all(path: &Path) {
     }
 }
 
+/// Mount point of the unified (v2) hierarchy, if one is mounted (on a
+/// hybrid host it carries no controllers).
+pub fn cgroup_v2_mount() -> Option<PathBuf> {
+    mountinfo()
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2" && m.root == "/")
+        .map(|m| m.mount_point)
+}
+
 /// Mount point of the v1 hierarchy carrying `controller` (cpu and cpuacct
 /// may be co-mounted or separate; either way this finds the right one).
 pub fn cgroup_v1_mount(controller: &str) -> Option<PathBuf> {
@@ -462,8 +576,24 @@ pub fn daemon_kind() -> DaemonKind {
     }
 }
 
+/// The proclens binary under test: the one Cargo built with this test
+/// binary, or `PROCLENS_E2E_BIN` (an absolute path) when set. The v2 VM
+/// sets it to the release build: under qemu's TCG a debug daemon makes the
+/// suite several times slower.
 pub fn proclens_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_proclens")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("PROCLENS_E2E_BIN") {
+        Ok(path) if !path.is_empty() => {
+            let meta =
+                fs::metadata(&path).unwrap_or_else(|e| panic!("PROCLENS_E2E_BIN={path}: {e}"));
+            assert!(
+                Path::new(&path).is_absolute() && meta.is_file() && meta.mode() & 0o111 != 0,
+                "PROCLENS_E2E_BIN={path} is not an absolute path to an executable"
+            );
+            path
+        }
+        _ => env!("CARGO_BIN_EXE_proclens").to_owned(),
+    })
 }
 
 /// The command that mounts at `mountpoint` in the foreground. `verbose`
@@ -664,8 +794,11 @@ impl Drop for Daemon {
 // Containers
 // ---------------------------------------------------------------------------
 
-/// cgroup v1 limits of a test container. `None` leaves the controller's
-/// default (unlimited / all CPUs) in place.
+/// Limits of a test container's cgroup. `None` leaves the controller's
+/// default (unlimited / all CPUs / the parent's) in place. Written as
+/// `memory.limit_in_bytes`, `cpuset.cpus`, `cpu.cfs_quota_us` /
+/// `cpu.cfs_period_us`, `pids.max` on v1 and `memory.max`, `cpuset.cpus`,
+/// `cpu.max`, `pids.max` on v2.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub memory_bytes: Option<u64>,
@@ -673,9 +806,11 @@ pub struct Limits {
     pub cpus: Option<String>,
     /// (quota, period) in microseconds.
     pub cfs: Option<(u64, u64)>,
-    /// Put a (never reached) 1 TiB/s read and write throttle rule on this
-    /// disk: v1 blkio on this kernel only accounts I/O for devices that have
-    /// a throttle rule, like `docker --device-write-bps` sets.
+    /// The disk the I/O tests write to. On v1 the harness puts a (never
+    /// reached) 1 TiB/s read and write throttle rule on it: v1 blkio on
+    /// these kernels only accounts I/O for devices that have a throttle
+    /// rule, like `docker --device-write-bps` sets. On v2 `io.stat`
+    /// accounts every device and nothing is written.
     pub blkio_disk: Option<BlockDev>,
     pub pids_max: Option<u64>,
 }
@@ -697,6 +832,17 @@ impl Limits {
             pids_max: Some(512),
         }
     }
+
+    /// No limit at all: everything inherited from the parent cgroup.
+    pub fn none() -> Limits {
+        Limits {
+            memory_bytes: None,
+            cpus: None,
+            cfs: None,
+            blkio_disk: None,
+            pids_max: None,
+        }
+    }
 }
 
 /// Shell run as pid 1 of the container before the command: binds the
@@ -711,105 +857,275 @@ mount --bind "$m/sys/devices/system/cpu" /sys/devices/system/cpu
 exec "$@"
 "#;
 
-/// A set of fresh cgroups (one per v1 controller, all named alike) whose
-/// processes run in new pid and mount namespaces that see the daemon's
-/// files. Borrowing the daemon makes every container drop before it.
+/// The same container without the daemon's files: what it sees today.
+const NO_BIND_SCRIPT: &str = r#"shift; exec "$@""#;
+
+/// Name of the child cgroup of a [`Container::nested`] container.
+pub const NESTED_CHILD: &str = "app";
+
+/// A fresh cgroup (one directory per v1 controller hierarchy, all named
+/// alike, or one directory below the v2 unified mount) whose processes run
+/// in new pid and mount namespaces that see the daemon's files. Borrowing
+/// the daemon makes every container drop before it.
 ///
 /// Drop kills every task in the cgroups and removes them.
 #[derive(Debug)]
 pub struct Container<'d> {
     daemon: &'d Daemon,
     name: String,
-    /// One directory per hierarchy, in creation order.
-    cgroups: Vec<PathBuf>,
+    version: CgroupVersion,
+    /// Cgroup paths as `/proc/<pid>/cgroup` shows them, from the container's
+    /// root cgroup down to the one its processes join.
+    paths: Vec<String>,
+    /// The container's root cgroup in each hierarchy, in creation order;
+    /// Drop removes them with everything below.
+    tops: Vec<PathBuf>,
+    /// Limits of the cgroup the processes join.
     pub limits: Limits,
+    /// For [`Container::nested`]: the limits of the container's root cgroup.
+    pub parent_limits: Option<Limits>,
 }
 
 impl<'d> Container<'d> {
+    /// A container whose processes run in one fresh cgroup
+    /// `/proclens-e2e-<pid>-<n>` with `limits`.
     pub fn new(daemon: &'d Daemon, limits: Limits) -> Container<'d> {
+        Container::build(daemon, vec![limits])
+    }
+
+    /// A container whose root cgroup `/<name>` has `parent` and whose
+    /// processes run in its child `/<name>/app` with `child` (like a
+    /// systemd or docker-in-docker container that keeps its own processes in
+    /// a leaf below the cgroup its limits are on). On v2 the harness enables
+    /// every controller in `/<name>/cgroup.subtree_control`.
+    pub fn nested(daemon: &'d Daemon, parent: Limits, child: Limits) -> Container<'d> {
+        Container::build(daemon, vec![parent, child])
+    }
+
+    fn build(daemon: &'d Daemon, levels: Vec<Limits>) -> Container<'d> {
+        let name = unique_name();
+        let mut paths = vec![format!("/{name}")];
+        if levels.len() == 2 {
+            paths.push(format!("/{name}/{NESTED_CHILD}"));
+        }
         let mut c = Container {
             daemon,
-            name: unique_name(),
-            cgroups: Vec::new(),
-            limits,
+            name,
+            version: cgroup_version(),
+            paths,
+            tops: Vec::new(),
+            limits: levels.last().expect("one level at least").clone(),
+            parent_limits: (levels.len() == 2).then(|| levels[0].clone()),
         };
-        let mut seen = BTreeSet::new();
-        for ctrl in CONTROLLERS {
-            let root = cgroup_v1_mount(ctrl).unwrap_or_else(|| panic!("no v1 {ctrl} hierarchy"));
-            // cpu and cpuacct may share one hierarchy; create it once.
-            if !seen.insert(root.clone()) {
-                continue;
+        // From here a failed mkdir or write panics and Drop removes what
+        // exists.
+        for (level, limits) in levels.iter().enumerate() {
+            for root in c.hierarchies() {
+                let dir = c.at(&root, level);
+                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                if level == 0 {
+                    c.tops.push(dir);
+                }
             }
-            let dir = root.join(&c.name);
-            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-            c.cgroups.push(dir);
-        }
-        // From here a failed write panics and Drop removes what exists.
-        let l = c.limits.clone();
-        if let Some(cpus) = &l.cpus {
-            // cpuset refuses tasks (ENOSPC) until both mems and cpus are set,
-            // and cpus cannot be set before mems.
-            c.write(
-                "cpuset",
-                "cpuset.mems",
-                &read(
-                    cgroup_v1_mount("cpuset")
-                        .expect("cpuset")
-                        .join("cpuset.mems"),
-                ),
-            );
-            c.write("cpuset", "cpuset.cpus", cpus);
-        } else {
-            let root = cgroup_v1_mount("cpuset").expect("cpuset");
-            c.write("cpuset", "cpuset.mems", &read(root.join("cpuset.mems")));
-            c.write("cpuset", "cpuset.cpus", &read(root.join("cpuset.cpus")));
-        }
-        if let Some(bytes) = l.memory_bytes {
-            c.write("memory", "memory.limit_in_bytes", &bytes.to_string());
-        }
-        if let Some((quota, period)) = l.cfs {
-            c.write("cpu", "cpu.cfs_period_us", &period.to_string());
-            c.write("cpu", "cpu.cfs_quota_us", &quota.to_string());
-        }
-        if let Some(disk) = &l.blkio_disk {
-            let rule = format!("{}:{} 1099511627776", disk.major, disk.minor);
-            c.write("blkio", "blkio.throttle.write_bps_device", &rule);
-            c.write("blkio", "blkio.throttle.read_bps_device", &rule);
-        }
-        if let Some(max) = l.pids_max {
-            c.write("pids", "pids.max", &max.to_string());
+            c.apply(level, limits);
+            if level + 1 < levels.len() && c.version == CgroupVersion::V2 {
+                // A child gets a controller only when its parent enables it
+                // (Documentation/admin-guide/cgroup-v2.rst, "Enabling and
+                // Disabling"); the parent is ours and holds no process.
+                let ctl: Vec<String> = V2_CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
+                c.write_at(level, "cgroup.subtree_control", &ctl.join(" "));
+            }
         }
         c
     }
 
-    /// The cgroup name, which is also its path below each hierarchy root
-    /// (`/<name>`), as `/proc/<pid>/cgroup` shows it.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The root directory of every hierarchy the container has a cgroup
+    /// in (cpu and cpuacct may share one v1 hierarchy; it counts once).
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        match self.version {
+            CgroupVersion::V2 => vec![cgroup_v2_mount().expect("cgroup2 mounted")],
+            CgroupVersion::V1 => {
+                let mut seen = Vec::new();
+                for ctrl in CONTROLLERS {
+                    let root =
+                        cgroup_v1_mount(ctrl).unwrap_or_else(|| panic!("no v1 {ctrl} hierarchy"));
+                    if !seen.contains(&root) {
+                        seen.push(root);
+                    }
+                }
+                seen
+            }
+        }
     }
 
-    /// This container's directory in the hierarchy carrying `controller`.
-    pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
-        cgroup_v1_mount(controller)
-            .expect("controller mounted")
-            .join(&self.name)
+    /// `level`'s directory below a hierarchy root.
+    fn at(&self, root: &Path, level: usize) -> PathBuf {
+        root.join(self.paths[level].trim_start_matches('/'))
     }
 
-    fn write(&self, controller: &str, file: &str, value: &str) {
-        let path = self.cgroup_dir(controller).join(file);
+    /// `level`'s directory in the hierarchy carrying `controller` (on v2
+    /// the one directory, whatever the controller).
+    fn dir_at(&self, level: usize, controller: &str) -> PathBuf {
+        let root = match self.version {
+            CgroupVersion::V2 => cgroup_v2_mount().expect("cgroup2 mounted"),
+            CgroupVersion::V1 => cgroup_v1_mount(controller)
+                .unwrap_or_else(|| panic!("no v1 hierarchy carries {controller:?}")),
+        };
+        self.at(&root, level)
+    }
+
+    /// Writes a control file of `level`; the controller is the file's
+    /// prefix (`memory.max` -> memory; `cgroup.*` files exist everywhere).
+    fn write_at(&self, level: usize, file: &str, value: &str) {
+        let controller = file.split('.').next().unwrap_or(file);
+        let path = self.dir_at(level, controller).join(file);
         fs::write(&path, value.trim())
             .unwrap_or_else(|e| panic!("write {:?} to {}: {e}", value.trim(), path.display()));
     }
 
+    fn apply(&self, level: usize, l: &Limits) {
+        match self.version {
+            CgroupVersion::V1 => {
+                // cpuset refuses tasks (ENOSPC) until both mems and cpus are
+                // set, and cpus cannot be set before mems. Unset, they are
+                // the parent's.
+                let parent = match level {
+                    0 => cgroup_v1_mount("cpuset").expect("cpuset hierarchy"),
+                    _ => self.dir_at(level - 1, "cpuset"),
+                };
+                self.write_at(level, "cpuset.mems", &read(parent.join("cpuset.mems")));
+                let cpus = match &l.cpus {
+                    Some(c) => c.clone(),
+                    None => read(parent.join("cpuset.cpus")),
+                };
+                self.write_at(level, "cpuset.cpus", &cpus);
+                if let Some(bytes) = l.memory_bytes {
+                    self.write_at(level, "memory.limit_in_bytes", &bytes.to_string());
+                }
+                if let Some((quota, period)) = l.cfs {
+                    self.write_at(level, "cpu.cfs_period_us", &period.to_string());
+                    self.write_at(level, "cpu.cfs_quota_us", &quota.to_string());
+                }
+                if let Some(disk) = &l.blkio_disk {
+                    let rule = format!("{}:{} 1099511627776", disk.major, disk.minor);
+                    self.write_at(level, "blkio.throttle.write_bps_device", &rule);
+                    self.write_at(level, "blkio.throttle.read_bps_device", &rule);
+                }
+            }
+            CgroupVersion::V2 => {
+                if let Some(cpus) = &l.cpus {
+                    self.write_at(level, "cpuset.cpus", cpus);
+                }
+                if let Some(bytes) = l.memory_bytes {
+                    self.write_at(level, "memory.max", &bytes.to_string());
+                }
+                if let Some((quota, period)) = l.cfs {
+                    self.write_at(level, "cpu.max", &format!("{quota} {period}"));
+                }
+                // blkio_disk: io.stat counts every device, no rule needed.
+            }
+        }
+        if let Some(max) = l.pids_max {
+            self.write_at(level, "pids.max", &max.to_string());
+        }
+    }
+
+    /// The cgroup version this container was made on.
+    pub fn version(&self) -> CgroupVersion {
+        self.version
+    }
+
+    /// The container's root cgroup name, which is also its path below each
+    /// hierarchy root (`/<name>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cgroup its processes run in, as `/proc/<pid>/cgroup` shows it
+    /// (`/<name>`, or `/<name>/app` for a nested container).
+    pub fn cgroup_path(&self) -> &str {
+        self.paths.last().expect("a path")
+    }
+
+    /// The directory of the cgroup its processes run in, in the hierarchy
+    /// carrying `controller` (on v2: the one directory, for any name).
+    pub fn cgroup_dir(&self, controller: &str) -> PathBuf {
+        self.dir_at(self.paths.len() - 1, controller)
+    }
+
+    /// The container's root cgroup directory for `controller` (the parent
+    /// of [`Container::cgroup_dir`] for a nested container, else the same).
+    pub fn root_cgroup_dir(&self, controller: &str) -> PathBuf {
+        self.dir_at(0, controller)
+    }
+
+    /// Writes `value` to the control file `file` of the cgroup the
+    /// processes run in (the controller is the file's prefix).
+    pub fn set(&self, file: &str, value: &str) {
+        self.write_at(self.paths.len() - 1, file, value);
+    }
+
+    /// Changes the CFS quota of the processes' cgroup, on v1 or v2.
+    pub fn set_cpu_quota(&self, quota_us: u64, period_us: u64) {
+        match self.version {
+            CgroupVersion::V1 => {
+                self.set("cpu.cfs_period_us", &period_us.to_string());
+                self.set("cpu.cfs_quota_us", &quota_us.to_string());
+            }
+            CgroupVersion::V2 => self.set("cpu.max", &format!("{quota_us} {period_us}")),
+        }
+    }
+
+    /// Changes the cpuset of the processes' cgroup (e.g. "1" or "0-1").
+    pub fn set_cpus(&self, cpus: &str) {
+        self.set("cpuset.cpus", cpus);
+    }
+
+    /// Limits swap to `bytes` beyond the memory limit: `memory.swap.max` on
+    /// v2; on v1 `memory.memsw.limit_in_bytes` = memory limit + `bytes`
+    /// (the container needs a memory limit there).
+    pub fn set_swap_limit(&self, bytes: u64) {
+        match self.version {
+            CgroupVersion::V1 => {
+                let mem = self
+                    .limits
+                    .memory_bytes
+                    .expect("v1 swap limit needs a memory limit (memsw = memory + swap)");
+                self.set("memory.memsw.limit_in_bytes", &(mem + bytes).to_string());
+            }
+            CgroupVersion::V2 => self.set("memory.swap.max", &bytes.to_string()),
+        }
+    }
+
+    /// Swap the kernel charges to the processes' cgroup, in bytes:
+    /// `memory.swap.current` on v2, memsw usage minus memory usage on v1.
+    pub fn swap_usage(&self) -> u64 {
+        let dir = self.cgroup_dir("memory");
+        let num = |f: &str| -> u64 {
+            read(dir.join(f))
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{}/{f}: {e}", dir.display()))
+        };
+        match self.version {
+            CgroupVersion::V1 => {
+                num("memory.memsw.usage_in_bytes").saturating_sub(num("memory.usage_in_bytes"))
+            }
+            CgroupVersion::V2 => num("memory.swap.current"),
+        }
+    }
+
     /// A command that runs `program args...` inside the container: `launcher`
-    /// (unshare or nsenter) is exec'd already inside every cgroup, so nothing
-    /// it starts ever runs outside them.
+    /// (unshare or nsenter) is exec'd already inside its cgroup(s), so
+    /// nothing it starts ever runs outside them.
     fn in_cgroups(&self, launcher: &str) -> Command {
+        let level = self.paths.len() - 1;
         let procs: Vec<CString> = self
-            .cgroups
+            .hierarchies()
             .iter()
-            .map(|d| {
-                CString::new(d.join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL in path")
+            .map(|root| {
+                let path = self.at(root, level).join("cgroup.procs");
+                CString::new(path.as_os_str().as_bytes()).expect("no NUL in path")
             })
             .collect();
         let mut cmd = host_command(tool(launcher));
@@ -837,11 +1153,7 @@ impl<'d> Container<'d> {
         cmd
     }
 
-    /// The command for a fresh container instance running `argv`. It is
-    /// pid 1 of a new pid namespace, with its own /proc and the binds.
-    /// `--kill-child` ties the namespace to the launcher: killing the
-    /// launcher (our child) kills everything inside.
-    pub fn command(&self, argv: &[&str]) -> Command {
+    fn instance(&self, argv: &[&str], script: &str) -> Command {
         let mut cmd = self.in_cgroups("unshare");
         cmd.args([
             "--pid",
@@ -854,10 +1166,25 @@ impl<'d> Container<'d> {
         ])
         .arg("--")
         .arg(tool("sh"))
-        .args(["-c", BIND_SCRIPT, "sh"])
+        .args(["-c", script, "sh"])
         .arg(self.daemon.mountpoint())
         .args(argv);
         cmd
+    }
+
+    /// The command for a fresh container instance running `argv`. It is
+    /// pid 1 of a new pid namespace, with its own /proc and the binds.
+    /// `--kill-child` ties the namespace to the launcher: killing the
+    /// launcher (our child) kills everything inside.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        self.instance(argv, BIND_SCRIPT)
+    }
+
+    /// Like [`Container::command`] but without the daemon's files: the
+    /// same cgroup and namespaces, the kernel's own /proc and sysfs (what
+    /// the container sees without proclens).
+    pub fn command_without_binds(&self, argv: &[&str]) -> Command {
+        self.instance(argv, NO_BIND_SCRIPT)
     }
 
     /// Runs `argv` to completion in a fresh instance of the container.
@@ -868,6 +1195,14 @@ impl<'d> Container<'d> {
     /// Runs a shell script in the container, asserts success, returns stdout.
     pub fn sh(&self, script: &str) -> String {
         checked_stdout(&mut self.command(&["sh", "-c", script]), RUN_TIMEOUT)
+    }
+
+    /// [`Container::sh`] without the daemon's files bound in.
+    pub fn sh_without_binds(&self, script: &str) -> String {
+        checked_stdout(
+            &mut self.command_without_binds(&["sh", "-c", script]),
+            RUN_TIMEOUT,
+        )
     }
 
     /// Starts a long-running `argv` in the container. Waits until the
@@ -919,18 +1254,34 @@ impl<'d> Container<'d> {
         run_with_timeout(&mut cmd, RUN_TIMEOUT)
     }
 
-    /// Host pids of all tasks in the container's cgroups.
+    /// Host pids of all tasks in the container's cgroups (and below).
     pub fn tasks(&self) -> BTreeSet<i32> {
-        self.cgroups.iter().flat_map(|d| cgroup_tasks(d)).collect()
+        self.tops
+            .iter()
+            .flat_map(|d| cgroup_tasks_below(d))
+            .collect()
     }
 }
 
 impl Drop for Container<'_> {
     fn drop(&mut self) {
-        for dir in self.cgroups.iter().rev() {
+        for dir in self.tops.iter().rev() {
             remove_cgroup(dir);
         }
     }
+}
+
+/// Tasks of `dir` and of every cgroup below it.
+fn cgroup_tasks_below(dir: &Path) -> BTreeSet<i32> {
+    let mut all = cgroup_tasks(dir);
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                all.extend(cgroup_tasks_below(&e.path()));
+            }
+        }
+    }
+    all
 }
 
 fn cgroup_tasks(dir: &Path) -> BTreeSet<i32> {
@@ -1098,6 +1449,105 @@ impl Drop for Spawned {
         // the namespace) down with it.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A host process (in the test's own cgroup, outside every test container)
+/// rewriting the first `chunk_mib` MiB of a scratch file with O_DIRECT, over
+/// and over, so the disk sees I/O that is not the container's while a test
+/// runs. Drop stops it and removes its files.
+#[derive(Debug)]
+pub struct HostWriter {
+    child: Option<Child>,
+    chunk_mib: u64,
+    file: PathBuf,
+    progress: PathBuf,
+    stop: PathBuf,
+}
+
+const HOST_WRITER: &str = r#"i=0
+while [ ! -e "$1" ]; do
+    dd if=/dev/zero of="$2" bs=1M count="$4" oflag=direct conv=notrunc status=none || exit 1
+    i=$((i + 1)); echo "$i" > "$3"
+done
+"#;
+
+impl HostWriter {
+    /// Starts writing in `dir` and returns once the first chunk is on disk.
+    pub fn start(dir: &Path, chunk_mib: u64) -> HostWriter {
+        let base = dir.join(format!("{}.host", unique_name()));
+        let with = |ext: &str| base.with_extension(format!("host.{ext}"));
+        let mut w = HostWriter {
+            child: None,
+            chunk_mib,
+            file: with("dd"),
+            progress: with("count"),
+            stop: with("stop"),
+        };
+        let child = host_command(tool("sh"))
+            .args(["-c", HOST_WRITER, "sh"])
+            .args([&w.stop, &w.file, &w.progress])
+            .arg(chunk_mib.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the host writer: {e}"));
+        w.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while w.chunks() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the host writer wrote nothing to {} in 30 s",
+                w.file.display()
+            );
+            if let Some(Ok(Some(status))) = w.child.as_mut().map(Child::try_wait) {
+                panic!("the host writer exited with {status} before writing");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        w
+    }
+
+    fn chunks(&self) -> u64 {
+        fs::read_to_string(&self.progress)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops after the chunk in progress; returns the bytes written.
+    pub fn stop(mut self) -> u64 {
+        let _ = fs::write(&self.stop, "");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                _ if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("the host writer did not stop within 30 s");
+                }
+                _ => thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        assert!(status.success(), "the host writer failed: {status}");
+        self.chunks() * self.chunk_mib * MIB
+    }
+}
+
+impl Drop for HostWriter {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.stop, "");
+        if let Some(mut child) = self.child.take() {
+            // Our own unreaped child: its pid cannot have been recycled.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for f in [&self.file, &self.progress, &self.stop] {
+            let _ = fs::remove_file(f);
+        }
     }
 }
 
