@@ -854,6 +854,8 @@ for f in meminfo cpuinfo stat loadavg uptime diskstats swaps; do
     mount --bind "$m/proc/$f" "/proc/$f"
 done
 mount --bind "$m/sys/devices/system/cpu" /sys/devices/system/cpu
+# iostat reads /sys/block/<disk>/stat (lxcfs, the stand-in, has no sys/block).
+if [ -d "$m/sys/block" ]; then mount --bind "$m/sys/block" /sys/block; fi
 exec "$@"
 "#;
 
