@@ -467,10 +467,18 @@ fn loadavg_tracks_the_containers_runnable_tasks() {
         "A's load exceeds what its own tasks can produce:\n{report}"
     );
 
+    // B's only task is its reader. Tracking starts when it opens
+    // /proc/loadavg, and it is in D state, waiting on the FUSE request,
+    // until the read at offset 0 renders again. A 5 s tick landing in that
+    // window counts it once, as the kernel would count a reader running at
+    // its tick: 1 - 1884/2048 = 0.08 at most (seen under qemu TCG, where
+    // the window is wide). Two hits would be 0.15; any task of A's or the
+    // host's leaking in would be far more.
     for s in &b_samples {
         assert!(
-            s.1 == 0.0 && s.2 == 0.0 && s.3 == 0.0,
-            "the idle container B's load average should stay 0.00 0.00 0.00, got {} {} {} at {} s:\n{report}",
+            s.1 <= 0.08 && s.2 <= 0.02 && s.3 <= 0.01,
+            "the idle container B's load average should stay at most one sample of its own \
+             reader (0.08 0.02 0.01), got {} {} {} at {} s:\n{report}",
             s.1,
             s.2,
             s.3,
