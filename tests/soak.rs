@@ -1,0 +1,99 @@
+//! Soak: a million reads from 100 containers (SOAK_READS to change it); the
+//! daemon's memory, file descriptors and threads do not grow with them.
+//!
+//! Run as root: `cargo test --release --test soak -- --nocapture`.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const CONTAINERS: usize = 100;
+
+/// Reads /proc/meminfo, /proc/stat and /proc/loadavg in turn, `n` times in
+/// all, checking each is whole; prints "done <n> bad <k>".
+const READER: &str = r#"
+import sys
+n, want = int(sys.argv[1]), sys.argv[2]
+files = ["/proc/meminfo", "/proc/stat", "/proc/loadavg"]
+bad = 0
+for i in range(n):
+    with open(files[i % 3]) as f:
+        t = f.read()
+    if not t.endswith("\n") or (i % 3 == 0 and not t.startswith(want)):
+        bad += 1
+print("done", n, "bad", bad, flush=True)
+"#;
+
+fn usage(pid: u32) -> (u64, usize, u64) {
+    let status = read(format!("/proc/{pid}/status"));
+    let field = |k: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .count();
+    (field("VmRSS:"), fds, field("Threads:"))
+}
+
+#[test]
+fn a_million_reads_from_a_hundred_containers_grow_nothing() {
+    let _serial = serial();
+    let total: usize = std::env::var("SOAK_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let per = total / CONTAINERS;
+    let daemon = Daemon::start();
+    let pid = daemon.pid().expect("daemon");
+    let containers: Vec<Container<'_>> = (0..CONTAINERS)
+        .map(|_| Container::new(&daemon, Limits::standard()))
+        .collect();
+    let want = "MemTotal:         262144 kB";
+    // A first, small round fills the caches to their working size.
+    let warm: Vec<_> = containers
+        .iter()
+        .map(|c| c.spawn(&["/usr/bin/python3", "-c", READER, "300", want]))
+        .collect();
+    for w in &warm {
+        let l = w
+            .next_line(Duration::from_secs(300))
+            .expect("warm-up reader");
+        assert!(l.ends_with("bad 0"), "{l}");
+    }
+    drop(warm);
+    let before = usage(pid);
+    let start = Instant::now();
+    let readers: Vec<_> = containers
+        .iter()
+        .map(|c| c.spawn(&["/usr/bin/python3", "-c", READER, &per.to_string(), want]))
+        .collect();
+    let mut mid = None;
+    for (i, r) in readers.iter().enumerate() {
+        let l = r
+            .next_line(Duration::from_secs(1800))
+            .unwrap_or_else(|| panic!("reader {i}: {}", r.stderr_text()));
+        assert_eq!(l, format!("done {per} bad 0"), "reader {i}");
+        if i == CONTAINERS / 2 {
+            mid = Some(usage(pid));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = usage(pid);
+    println!(
+        "{} reads in {secs:.0} s ({:.0}/s): daemon (RSS kB, fds, threads) before {before:?}, halfway {mid:?}, after {after:?}",
+        per * CONTAINERS,
+        (per * CONTAINERS) as f64 / secs
+    );
+    assert!(
+        after.0 <= before.0 + 1024,
+        "RSS grew by more than 1 MiB: {before:?} -> {after:?}"
+    );
+    assert!(after.1 <= before.1 + 2, "fds grew: {before:?} -> {after:?}");
+    assert_eq!(after.2, before.2, "threads changed");
+}
