@@ -94,6 +94,8 @@ pub struct Caller {
     /// Start time (ticks after boot) of the oldest ancestor in the caller's
     /// pid namespace: the container's init. 0 for the host.
     pub init_start: u64,
+    /// The caller's pid in its own pid namespace (itself for the host).
+    pub ns_pid: u32,
 }
 
 /// How long a resolved caller is trusted: a cgroup move shows within this.
@@ -174,10 +176,13 @@ impl Resolver {
         let placement = cgroups.locate(&membership);
         let ns = pid_ns(&self.root, &pid.to_string())?;
         let host = ns == self.self_ns;
-        let init_start = if host {
-            0
+        let (init_start, ns_pid) = if host {
+            (0, pid)
         } else {
-            self.init_start(cgroups, &placement, pid, stat, ns)?
+            (
+                self.init_start(cgroups, &placement, pid, stat, ns)?,
+                self.innermost_pid(pid).unwrap_or(pid),
+            )
         };
         // The process may have exited and its pid been reused while we read:
         // then the start time changed and the answer belongs to nobody.
@@ -193,6 +198,7 @@ impl Resolver {
             placement,
             host,
             init_start,
+            ns_pid,
         })
     }
 

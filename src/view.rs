@@ -199,6 +199,7 @@ impl Views {
                 placement,
                 host: true,
                 init_start: 0,
+                ns_pid: 0,
             })
         }))
     }
@@ -364,8 +365,15 @@ impl Views {
                 };
                 let avg = self.load.track(dir);
                 let (running, _, total) = self.task_states(p, c.pid)?;
-                let last_pid = host.split_whitespace().nth(4).unwrap_or("0");
-                render::loadavg::render(avg, running, total, last_pid)
+                // The last field is the most recent pid of the reader's pid
+                // namespace (fs/proc/loadavg.c); a container must not learn the
+                // host's. The reader itself is the best recent pid we know there.
+                let last_pid = if c.host {
+                    host.split_whitespace().nth(4).unwrap_or("0").to_owned()
+                } else {
+                    c.ns_pid.to_string()
+                };
+                render::loadavg::render(avg, running, total, &last_pid)
             }
             VFile::Diskstats => {
                 let host = self.host.read("/proc/diskstats")?;

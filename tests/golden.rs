@@ -154,6 +154,29 @@ fn v2_meminfo_reports_the_v2_breakdown_and_swap() {
 }
 
 #[test]
+fn callers_know_their_namespace_and_container_init() {
+    // v1 capture: the reader shares the daemon's pid namespace (the host):
+    // uptime is the host's, so no init start is needed.
+    let views = Views::new(&fixture("v1"), Options::default()).expect("views");
+    let c = views.caller(reader("v1")).expect("caller");
+    assert!(c.host && c.init_start == 0);
+    // v2 capture: the reader (141, NSpid "141 2") runs under pid 139, its
+    // namespace's pid 1, whose parent 137 (unshare) is outside: the init's
+    // start time is field 22 of proc/139/stat.
+    let views = Views::new(&fixture("v2"), Options::default()).expect("views");
+    let c = views.caller(reader("v2")).expect("caller");
+    let init_stat = host("v2", "proc/139/stat");
+    let start: u64 = init_stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().nth(19))
+        .and_then(|v| v.parse().ok())
+        .expect("field 22");
+    assert!(!c.host);
+    assert_eq!((c.init_start, c.ns_pid), (start, 2));
+}
+
+#[test]
 fn swaps_shows_the_virtual_swap_only_when_there_is_one() {
     // v2: header plus one line in mm/swapfile.c layout: size and used in
     // KiB, each followed by an extra tab when under 10000000.
@@ -302,13 +325,16 @@ fn loadavg_starts_at_zero_with_the_container_task_count() {
         // The captures hold a handful of container tasks, not the host's hundreds;
         // the reader itself counts as running.
         assert!(r >= 1 && r <= t && t < 20, "{name}: {l}");
-        assert_eq!(
-            f[4],
-            host(name, "proc/loadavg")
-                .split_whitespace()
-                .nth(4)
-                .unwrap_or_default()
-        );
+        let host_last = host(name, "proc/loadavg");
+        let host_last = host_last.split_whitespace().nth(4).unwrap_or_default();
+        if name == "v1" {
+            // The v1 reader shares the daemon's pid namespace: the host's.
+            assert_eq!(f[4], host_last);
+        } else {
+            // The v2 reader (host pid 141) is pid 2 of its namespace (NSpid
+            // "141 2"): never the host's pid counter.
+            assert_eq!(f[4], "2");
+        }
     }
 }
 
