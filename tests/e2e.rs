@@ -1044,12 +1044,20 @@ fn tools_before_and_after_mounting() {
             .any(|l| l.starts_with("MiB Mem") && l.contains(&expected)),
         "top's `MiB Mem` line should say {expected}\n{report}"
     );
-    // Not asserted here: sysstat 12's iostat reads /sys/block/<disk>/stat,
-    // not /proc/diskstats (tests/fidelity.rs checks what it shows); the
-    // report keeps its output for the record.
+    // sysstat 12's iostat reads /sys/block/<disk>/stat (not /proc/diskstats),
+    // which the daemon serves per reader and the harness binds.
+    let wrtn = iostat_column(&after, &disk.name, "kB_wrtn")
+        .unwrap_or_else(|| panic!("no {} kB_wrtn in iostat -d\n{report}", disk.name));
     assert!(
-        iostat_column(&before, &disk.name, "kB_wrtn").is_some(),
-        "iostat -d should list {}\n{report}",
+        (wrtn - 16384.0).abs() <= 16384.0 * 0.01,
+        "iostat -d in the container: {} kB_wrtn should be the 16384 kB it wrote (1%)\n{report}",
+        disk.name
+    );
+    let host_wrtn = iostat_column(&before, &disk.name, "kB_wrtn")
+        .unwrap_or_else(|| panic!("no {} kB_wrtn in iostat -d\n{report}", disk.name));
+    assert!(
+        host_wrtn > wrtn,
+        "without the binds iostat shows the host's writes to {}, more than the container's\n{report}",
         disk.name
     );
 }
