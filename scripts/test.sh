@@ -32,7 +32,10 @@ if [ "$vm_status" != 0 ] || [ -z "$e2e" ]; then
   vm_status=1
 else
   start=$(date +%s)
-  tests/vm/run.sh --daemon target/release/proclens "$e2e" 2>&1 | tee -a "$log" || vm_status=$?
+  # One test at a time (they serialize anyway): the console then shows
+  # each result as it ends, not "running for over 60 seconds" for waiters.
+  tests/vm/run.sh --daemon target/release/proclens "$e2e" -- --test-threads=1 2>&1 |
+    tee -a "$log" || vm_status=$?
   echo "scripts/test.sh: v2 VM suite took $(($(date +%s) - start)) s, exit status $vm_status"
 fi
 [ "$vm_status" = 0 ] || status=1
