@@ -185,7 +185,11 @@ impl Views {
         let mut first = None;
         if let Some(dir) = placement.tasks_dir() {
             for pid in self.cgroups.tasks(dir)?.into_iter().take(64) {
+                // Only processes of this very cgroup, not of its descendants.
                 let Ok(c) = self.caller(pid) else { continue };
+                if c.placement.tasks_dir().map(|d| &d.path) != Some(&dir.path) {
+                    continue;
+                }
                 if !c.host {
                     return Ok(c);
                 }
@@ -341,7 +345,7 @@ impl Views {
                 };
                 let (running, blocked) = match p.tasks_dir() {
                     // The root cgroup holds every task: the host's counts are its counts.
-                    Some(d) if d.path != d.top => {
+                    Some(d) if !d.is_root() => {
                         let (r, b, _) = self.task_states(p, c.pid)?;
                         (Some(r), Some(b))
                     }
@@ -360,7 +364,7 @@ impl Views {
             VFile::Loadavg => {
                 let host = self.host.read("/proc/loadavg")?;
                 // No task accounting, or the root cgroup: the host's load is it.
-                let Some(dir) = p.tasks_dir().filter(|d| d.path != d.top) else {
+                let Some(dir) = p.tasks_dir().filter(|d| !d.is_root()) else {
                     return Ok(host);
                 };
                 let avg = self.load.track(dir);

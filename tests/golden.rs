@@ -525,3 +525,28 @@ fn a_cgroup_removed_mid_read_names_the_missing_file() {
     let err = views.render(VFile::Stat, &c).expect_err("cgroup gone");
     assert!(err.to_string().contains("proclens-fixture/app"), "{err}");
 }
+
+#[test]
+fn the_root_cgroup_is_the_host() {
+    // A reader in the root cgroup gets the host's memory and disk numbers;
+    // on v2 the root has no memory.current or io.stat to read.
+    for name in ["v1", "v2"] {
+        let views = Views::new(&fixture(name), Options::default()).expect("views");
+        let c = views.caller_in_cgroup("/").expect("root caller");
+        assert_eq!(
+            views.render(VFile::Meminfo, &c).expect("meminfo"),
+            host(name, "proc/meminfo"),
+            "{name}"
+        );
+        assert_eq!(
+            views.render(VFile::Diskstats, &c).expect("diskstats"),
+            host(name, "proc/diskstats"),
+            "{name}"
+        );
+        assert_eq!(
+            views.render(VFile::Loadavg, &c).expect("loadavg"),
+            host(name, "proc/loadavg"),
+            "{name}"
+        );
+    }
+}

@@ -44,6 +44,11 @@ pub struct Dir {
 }
 
 impl Dir {
+    /// The hierarchy's root cgroup.
+    pub fn is_root(&self) -> bool {
+        self.path == self.top
+    }
+
     /// This cgroup and its ancestors up to the hierarchy root, leaf first.
     pub fn chain(&self) -> impl Iterator<Item = &Path> {
         mounts::ancestors(&self.path, &self.top)
@@ -175,8 +180,13 @@ impl Cgroups {
         }
     }
 
+    /// `None` without a memory controller, or in the root cgroup: that is
+    /// the host itself (and v2 has no memory.current there).
     pub fn memory(&self, p: &Placement) -> Result<Option<Memory>, Error> {
-        p.get(Controller::Memory).map(read::memory).transpose()
+        p.get(Controller::Memory)
+            .filter(|d| !d.is_root())
+            .map(read::memory)
+            .transpose()
     }
 
     pub fn cpu_limits(&self, p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
@@ -187,8 +197,13 @@ impl Cgroups {
         read::cpu_usage(p)
     }
 
+    /// `None` without an I/O controller, or in the root cgroup (the host:
+    /// v2 has no io.stat there).
     pub fn io(&self, p: &Placement) -> Result<Option<BTreeMap<DevNum, IoCounters>>, Error> {
-        p.get(Controller::Blkio).map(read::io).transpose()
+        p.get(Controller::Blkio)
+            .filter(|d| !d.is_root())
+            .map(read::io)
+            .transpose()
     }
 
     /// Thread ids of every task in the cgroup and its descendants.
