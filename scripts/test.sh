@@ -1,7 +1,7 @@
 #!/bin/bash
 # Every test: formatting, lints, unit and golden tests, end-to-end tests on
 # the real FUSE mount with real cgroups and namespaces, runc, the benches in
-# test mode, and then the end-to-end suite again on pure cgroup v2, inside a
+# test mode, and then the end-to-end and fidelity suites again on pure cgroup v2, inside a
 # Debian kernel under qemu (tests/vm/run.sh). Needs root, /dev/fuse and the
 # tools .ci/run installs; fails (never skips) without them.
 set -euo pipefail
@@ -19,24 +19,29 @@ status=0
 export SOAK_READS=${SOAK_READS:-100000}
 cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
 
-# Pure cgroup v2: the same e2e binary in the VM, against the release daemon
-# (a debug one is several times slower under TCG). Its console, with its
-# `test result:` line, goes to the same log.
-echo "scripts/test.sh: the e2e suite on pure cgroup v2 (tests/vm/run.sh)"
+# Pure cgroup v2: the same e2e and fidelity binaries in the VM, against the
+# release daemon (a debug one is several times slower under TCG). Its
+# console, with the `test result:` lines, goes to the same log.
+echo "scripts/test.sh: the e2e and fidelity suites on pure cgroup v2 (tests/vm/run.sh)"
 vm_status=0
 cargo build --release --locked --bin proclens 2>&1 | tee -a "$log" || vm_status=$?
-e2e=$(cargo test --locked --test e2e --no-run --message-format=json 2>/dev/null |
-  grep '"kind":\["test"\]' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 || true)
-if [ "$vm_status" != 0 ] || [ -z "$e2e" ]; then
-  echo "scripts/test.sh: cannot build the release daemon or find the e2e test binary" | tee -a "$log"
+bins=()
+for t in e2e fidelity; do
+  b=$(cargo test --locked --test "$t" --no-run --message-format=json 2>/dev/null |
+    grep '"kind":\["test"\]' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 || true)
+  [ -n "$b" ] && bins+=("$b")
+done
+if [ "$vm_status" != 0 ] || [ "${#bins[@]}" != 2 ]; then
+  echo "scripts/test.sh: cannot build the release daemon or find the e2e and fidelity test binaries" | tee -a "$log"
   vm_status=1
 else
   start=$(date +%s)
   # One test at a time (they serialize anyway): the console then shows
   # each result as it ends, not "running for over 60 seconds" for waiters.
-  tests/vm/run.sh --daemon target/release/proclens "$e2e" -- --test-threads=1 2>&1 |
+  PROCLENS_VM_TIMEOUT=${PROCLENS_VM_TIMEOUT:-900} \
+    tests/vm/run.sh --daemon target/release/proclens "${bins[@]}" -- --test-threads=1 2>&1 |
     tee -a "$log" || vm_status=$?
-  echo "scripts/test.sh: v2 VM suite took $(($(date +%s) - start)) s, exit status $vm_status"
+  echo "scripts/test.sh: v2 VM suites took $(($(date +%s) - start)) s, exit status $vm_status"
 fi
 [ "$vm_status" = 0 ] || status=1
 

@@ -28,6 +28,12 @@ echo 256M > /sys/block/zram0/disksize || fail "zram0 disksize"
 mkswap /dev/zram0 > /dev/null || fail "mkswap /dev/zram0"
 swapon /dev/zram0 || fail "swapon /dev/zram0"
 
+# Terminals for tmux (htop is driven in one): the guest's devtmpfs has no
+# devpts mounted.
+mkdir -p /dev/pts
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts || fail "mount devpts"
+ln -sf pts/ptmx /dev/ptmx 2>/dev/null || true
+
 echo "guest: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2 " kB"}' /proc/meminfo)," \
   "root subtree_control [$(cat /sys/fs/cgroup/cgroup.subtree_control)]," \
   "/var/tmp on $(awk '$2 == "/var/tmp" {print $1 " (" $3 ")"}' /proc/mounts)," \
