@@ -11,32 +11,6 @@ use std::time::Duration;
 
 const CONTAINERS: usize = 300;
 
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    rss_kb: u64,
-    fds: usize,
-    threads: u64,
-}
-
-fn usage(pid: u32) -> Usage {
-    let status = read(format!("/proc/{pid}/status"));
-    let field = |k: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in /proc/{pid}/status"))
-    };
-    Usage {
-        rss_kb: field("VmRSS:"),
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .expect("fd dir")
-            .count(),
-        threads: field("Threads:"),
-    }
-}
-
 /// "(accounts, load averages)" from the daemon's last sampler log line.
 fn last_state(log: &str) -> Option<(usize, usize)> {
     let l = log.lines().rev().find(|l| l.contains("sampler cycle"))?;
@@ -60,14 +34,14 @@ fn state_for_gone_containers_is_freed() {
         Container::new(&daemon, Limits::standard()).sh(script);
     }
     std::thread::sleep(Duration::from_secs(6));
-    let before = usage(pid);
+    let before = footprint(pid);
     for _ in 0..CONTAINERS {
         let c = Container::new(&daemon, Limits::standard());
         c.sh(script);
     }
     // Two sampler cycles (5 s each) notice the cgroups are gone.
     std::thread::sleep(Duration::from_secs(11));
-    let after = usage(pid);
+    let after = footprint(pid);
     let log = daemon.log_text();
     let state =
         last_state(&log).unwrap_or_else(|| panic!("no sampler line in the daemon log:\n{log}"));

@@ -25,22 +25,6 @@ for i in range(n):
 print("done", n, "bad", bad, flush=True)
 "#;
 
-fn usage(pid: u32) -> (u64, usize, u64) {
-    let status = read(format!("/proc/{pid}/status"));
-    let field = |k: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k}"))
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("fds")
-        .count();
-    (field("VmRSS:"), fds, field("Threads:"))
-}
-
 #[test]
 fn a_million_reads_from_a_hundred_containers_grow_nothing() {
     let _serial = serial();
@@ -74,19 +58,22 @@ fn a_million_reads_from_a_hundred_containers_grow_nothing() {
         start.elapsed().as_secs_f64()
     };
     let t1 = round("first");
-    let before = usage(pid);
+    let before = footprint(pid);
     let t2 = round("second");
-    let after = usage(pid);
+    let after = footprint(pid);
     let reads = per / 2 * CONTAINERS * 2;
     println!(
-        "{reads} reads in {:.0} s ({:.0}/s): daemon (RSS kB, fds, threads) after the first half {before:?}, after the second {after:?}",
+        "{reads} reads in {:.0} s ({:.0}/s): daemon after the first half {before:?}, after the second {after:?}",
         t1 + t2,
         reads as f64 / (t1 + t2)
     );
     assert!(
-        after.0 <= before.0 + 1024,
+        after.rss_kb <= before.rss_kb + 1024,
         "RSS grew by more than 1 MiB: {before:?} -> {after:?}"
     );
-    assert!(after.1 <= before.1 + 2, "fds grew: {before:?} -> {after:?}");
-    assert_eq!(after.2, before.2, "threads changed");
+    assert!(
+        after.fds <= before.fds + 2,
+        "fds grew: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.threads, before.threads, "threads changed");
 }

@@ -1686,3 +1686,31 @@ pub fn quantities_after_label(line: &str, label: &str) -> Option<Vec<Quantity>> 
     }
     Some(out)
 }
+
+/// A process's footprint, for the churn and soak tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    pub rss_kb: u64,
+    pub fds: usize,
+    pub threads: u64,
+}
+
+/// Resident memory, open descriptors and threads of `pid`.
+pub fn footprint(pid: u32) -> Footprint {
+    let status = read(format!("/proc/{pid}/status"));
+    let field = |k: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in /proc/{pid}/status"))
+    };
+    Footprint {
+        rss_kb: field("VmRSS:"),
+        fds: fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("fd dir")
+            .count(),
+        threads: field("Threads:"),
+    }
+}
