@@ -13,7 +13,7 @@ pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
     long_about = "proclens serves proc/{meminfo,cpuinfo,stat,loadavg,uptime,diskstats,swaps} and \
 sys/devices/system/cpu rendered per reader from the reader's cgroup, so free, top, uptime, \
 htop, vmstat and iostat inside a container show the container.\n\n\
-Example:\n  proclens mount &\n  docker run -v /var/lib/proclens/proc/meminfo:/proc/meminfo:ro ... free -m"
+Example:\n  proclens mount &\n  docker run $(proclens docker-args) --memory 256m debian free -m"
 )]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
@@ -60,6 +60,58 @@ pub enum Command {
         target: Target,
         #[command(flatten)]
         opts: ViewOpts,
+    },
+    /// OCI createContainer hook: bind every proclens file into the container's rootfs.
+    ///
+    /// Reads the container state (JSON) on stdin, as the runtime passes it.
+    /// Skips, exit 0, with one line on stderr, when the daemon does not serve
+    /// the mount or the container has the annotation io.proclens.disable=true.
+    #[command(
+        after_help = "Example (podman, CRI-O): /usr/share/containers/oci/hooks.d/proclens.json
+  {\"version\": \"1.0.0\", \"hook\": {\"path\": \"/usr/bin/proclens\", \"args\": [\"proclens\", \"oci-hook\"]},
+   \"when\": {\"always\": true}, \"stages\": [\"createContainer\"]}"
+    )]
+    OciHook {
+        #[command(flatten)]
+        mp: MountpointArg,
+    },
+    /// Print the -v flags that bind every proclens file, for docker run / podman run.
+    #[command(
+        after_help = "Example:\n  docker run $(proclens docker-args) --memory 256m debian free -m"
+    )]
+    DockerArgs {
+        #[command(flatten)]
+        mp: MountpointArg,
+    },
+    /// Print the volumes: and volumeMounts: YAML for a Kubernetes pod.
+    #[command(after_help = "Example:\n  proclens k8s-volumes > proclens-volumes.yaml")]
+    K8sVolumes {
+        #[command(flatten)]
+        mp: MountpointArg,
+    },
+    /// Write the man page or a shell completion script (used to build the package).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MountpointArg {
+    /// Where the daemon serves its files.
+    #[arg(long, default_value = DEFAULT_MOUNTPOINT)]
+    pub mountpoint: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// proclens.1 and one page per subcommand, into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL, into DIR.
+    Completions {
+        shell: clap_complete::Shell,
+        dir: PathBuf,
     },
 }
 

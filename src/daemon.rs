@@ -137,11 +137,14 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
     let _ = notifier.set(session.notifier());
     let bg = session.spawn().context("starting FUSE workers")?;
     log::info!("serving {}", mp.display());
+    // systemd Type=notify: READY=1 once the mount answers, then the watchdog.
+    crate::sdnotify::ready_when_serving(&mp);
 
     loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => log::info!("SIGHUP: nothing to reload"),
             Ok(sig) => {
+                crate::sdnotify::stopping();
                 log::info!("{sig}: unmounting {}", mp.display());
                 break;
             }

@@ -1,4 +1,5 @@
 //! proclens: container-aware /proc and /sys/devices/system/cpu over FUSE.
+pub mod binds;
 pub mod caller;
 pub mod cgroup;
 pub mod cli;
@@ -8,5 +9,7 @@ pub mod diff;
 pub mod fs;
 pub mod host;
 pub mod loadavg;
+pub mod ocihook;
 pub mod render;
+pub mod sdnotify;
 pub mod view;

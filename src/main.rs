@@ -1,6 +1,6 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use proclens::cli::{Cli, Command, Target, ViewOpts};
+use proclens::cli::{Cli, Command, Generate, Target, ViewOpts};
 use proclens::view::{Options, VFile, Views};
 use std::path::Path;
 use std::sync::Arc;
@@ -50,7 +50,37 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", proclens::diff::run(&views, &c)?);
             Ok(())
         }
+        Command::OciHook { mp } => proclens::ocihook::run(&mp.mountpoint),
+        Command::DockerArgs { mp } => {
+            println!("{}", proclens::binds::docker_args(&mp.mountpoint));
+            Ok(())
+        }
+        Command::K8sVolumes { mp } => {
+            print!("{}", proclens::binds::k8s_volumes(&mp.mountpoint));
+            Ok(())
+        }
+        Command::Generate { what } => generate(what),
     }
+}
+
+/// Writes the man pages or a completion script from the clap definitions.
+fn generate(what: Generate) -> Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match what {
+        Generate::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+        }
+        Generate::Completions { shell, dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut cmd = cmd;
+            clap_complete::generate_to(shell, &mut cmd, "proclens", &dir)
+                .with_context(|| format!("writing {shell} completions into {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn main() {

@@ -1,0 +1,208 @@
+//! The systemd notification protocol (sd_notify(3)), for `Type=notify`.
+//!
+//! A message is one datagram of `KEY=VALUE` lines sent to the AF_UNIX socket
+//! named by `$NOTIFY_SOCKET`: a filesystem path, or an abstract name written
+//! with a leading `@`. systemd reads the sender's credentials, so any
+//! thread of the main process may send. Nothing here is fatal: without
+//! `$NOTIFY_SOCKET` (not under systemd) every call does nothing, and a
+//! failed send is logged and forgotten. The protocol is small enough that a
+//! crate (or linking libsystemd) would add more than it saves.
+//!
+//! The daemon calls [`ready_when_serving`] once the FUSE session runs and
+//! [`stopping`] when a stop signal arrives.
+
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// A socket to send notifications to one address.
+#[derive(Debug)]
+pub struct Notifier {
+    sock: UnixDatagram,
+    addr: SocketAddr,
+}
+
+impl Notifier {
+    /// `addr` as in `$NOTIFY_SOCKET`: an absolute path, or `@name` for an
+    /// abstract socket.
+    pub fn new(addr: &str) -> io::Result<Notifier> {
+        let addr = if let Some(name) = addr.strip_prefix('@') {
+            SocketAddr::from_abstract_name(name.as_bytes())?
+        } else if addr.starts_with('/') {
+            SocketAddr::from_pathname(addr)?
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("NOTIFY_SOCKET={addr:?}: neither an absolute path nor @abstract"),
+            ));
+        };
+        Ok(Notifier {
+            sock: UnixDatagram::unbound()?,
+            addr,
+        })
+    }
+
+    /// Sends `state` (newline-separated `KEY=VALUE`) as one datagram.
+    pub fn send(&self, state: &str) -> io::Result<()> {
+        let n = self.sock.send_to_addr(state.as_bytes(), &self.addr)?;
+        if n != state.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("sent {n} of {} bytes", state.len()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The notifier for `$NOTIFY_SOCKET`, made on first use (None when unset).
+fn global() -> Option<&'static Notifier> {
+    static N: OnceLock<Option<Notifier>> = OnceLock::new();
+    N.get_or_init(|| {
+        let addr = std::env::var("NOTIFY_SOCKET").ok()?;
+        Notifier::new(&addr)
+            .map_err(|e| log::warn!("sd_notify: {e}"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Sends `state` to systemd if we run under it; true if it was sent.
+pub fn notify(state: &str) -> bool {
+    let Some(n) = global() else {
+        return false;
+    };
+    match n.send(state) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("sd_notify {:?}: {e}", state.lines().next().unwrap_or(""));
+            false
+        }
+    }
+}
+
+/// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC` (as
+/// sd_watchdog_enabled(3) advises), when it is set and meant for us
+/// (`WATCHDOG_PID` absent or our pid).
+pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != me {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// Whether the mount answers a request: a getattr of `proc/meminfo` goes to
+/// the daemon's FUSE workers (its attributes are never cached).
+fn serving(mountpoint: &Path) -> bool {
+    std::fs::metadata(mountpoint.join("proc/meminfo")).is_ok_and(|m| m.is_file())
+}
+
+/// On a thread: waits until the mount at `mountpoint` answers, sends
+/// `READY=1`, then, if systemd asked for a watchdog, sends `WATCHDOG=1` at
+/// half its interval for as long as the mount still answers (a hung FUSE
+/// session stops the pings and systemd restarts the service). Does nothing
+/// when not started by systemd.
+pub fn ready_when_serving(mountpoint: &Path) {
+    if global().is_none() {
+        return;
+    }
+    let mp: PathBuf = mountpoint.to_owned();
+    let interval = watchdog_interval(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("sd-notify".into())
+        .spawn(move || {
+            while !serving(&mp) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            notify(&format!("READY=1\nSTATUS=serving {}", mp.display()));
+            let Some(every) = interval else {
+                return;
+            };
+            log::debug!("sd_notify: watchdog ping every {every:?}");
+            loop {
+                std::thread::sleep(every);
+                if serving(&mp) {
+                    notify("WATCHDOG=1");
+                } else {
+                    log::warn!("{} does not answer; not feeding the watchdog", mp.display());
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("sd_notify: cannot start its thread: {e}");
+    }
+}
+
+/// Tells systemd the service is stopping (the stop signal arrived).
+pub fn stopping() {
+    notify("STOPPING=1\nSTATUS=unmounting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recv(sock: &UnixDatagram) -> String {
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a datagram");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn sends_to_a_path_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let server = UnixDatagram::bind(&path).expect("bind");
+        let n = Notifier::new(path.to_str().expect("utf-8")).expect("notifier");
+        n.send("READY=1\nSTATUS=x").expect("send");
+        assert_eq!(recv(&server), "READY=1\nSTATUS=x");
+    }
+
+    #[test]
+    fn sends_to_an_abstract_socket() {
+        let name = format!("proclens-test-notify-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
+        let server = UnixDatagram::bind_addr(&addr).expect("bind abstract");
+        let n = Notifier::new(&format!("@{name}")).expect("notifier");
+        n.send("WATCHDOG=1").expect("send");
+        assert_eq!(recv(&server), "WATCHDOG=1");
+    }
+
+    #[test]
+    fn refuses_relative_addresses() {
+        assert!(Notifier::new("notify.sock").is_err());
+        assert!(Notifier::new("").is_err());
+    }
+
+    #[test]
+    fn no_listener_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let n =
+            Notifier::new(dir.path().join("absent").to_str().expect("utf-8")).expect("notifier");
+        assert!(n.send("READY=1").is_err());
+    }
+
+    #[test]
+    fn watchdog_interval_is_half_and_only_ours() {
+        let half = Some(Duration::from_secs(15));
+        assert_eq!(watchdog_interval(Some("30000000"), None, 7), half);
+        assert_eq!(watchdog_interval(Some("30000000"), Some("7"), 7), half);
+        assert_eq!(watchdog_interval(Some("30000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_interval(Some("30000000"), Some("x"), 7), None);
+        assert_eq!(watchdog_interval(None, Some("7"), 7), None);
+        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval(Some("soon"), None, 7), None);
+    }
+}
