@@ -5,6 +5,7 @@
 use crate::cgroup::{self, Cgroups, Placement};
 use lru::LruCache;
 use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -105,16 +106,77 @@ const CACHE_SIZE: usize = 1024;
 /// Guards the ancestor walk against a corrupted or cyclic tree.
 const MAX_DEPTH: usize = 4096;
 
-/// (pid, start time): unique for the life of the boot.
-type CacheKey = (u32, u64);
+/// A resolved caller and how we know a later request with its pid still
+/// comes from it.
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    caller: Arc<Caller>,
+    /// While the process this pidfd refers to has not exited, its pid cannot
+    /// have been given to another process: one poll(2) instead of reading
+    /// `/proc/<pid>/stat` again. Without one (no pidfd_open before Linux
+    /// 5.3, out of descriptors, a fixture tree) the start time is compared.
+    pidfd: Option<OwnedFd>,
+}
 
-/// Resolves pids to callers, caching by (pid, start time) so that a recycled
-/// pid never gets another process's answer.
+/// Resolves pids to callers, caching by pid, checked against the process's
+/// identity, so that a recycled pid never gets another process's answer.
 #[derive(Debug)]
 pub struct Resolver {
     root: PathBuf,
     self_ns: u64,
-    cache: Mutex<LruCache<CacheKey, (Instant, Arc<Caller>)>>,
+    /// `root` is the live `/`, so pids are real and pidfds mean something.
+    live: bool,
+    cache: Mutex<LruCache<u32, Entry>>,
+}
+
+/// Pidfds are kept only when the descriptor limit leaves this many: a
+/// full cache must never starve the reads of cgroup files.
+const PIDFD_MIN_FDS: u64 = 4 * CACHE_SIZE as u64;
+
+/// The soft RLIMIT_NOFILE, raised to the hard limit first (systemd's
+/// default soft limit is 1024; its hard limit is far higher).
+fn fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max.min(1 << 20),
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r = raised;
+            }
+        }
+    }
+    r.rlim_cur
+}
+
+/// A pidfd for `pid`, if the kernel gives one.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a descriptor the kernel just gave us and nobody else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process behind a pidfd has exited (the pidfd turns readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n != 0
 }
 
 impl Resolver {
@@ -122,6 +184,7 @@ impl Resolver {
         Ok(Resolver {
             root: root.to_owned(),
             self_ns: pid_ns(root, "self")?,
+            live: root == Path::new("/") && fd_limit() >= PIDFD_MIN_FDS,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -132,9 +195,9 @@ impl Resolver {
     /// nothing behind once the daemon is idle.
     pub fn purge(&self) {
         if let Ok(mut c) = self.cache.lock() {
-            let stale: Vec<CacheKey> = c
+            let stale: Vec<u32> = c
                 .iter()
-                .filter(|(_, (at, _))| at.elapsed() >= TTL)
+                .filter(|(_, e)| e.at.elapsed() >= TTL)
                 .map(|(k, _)| *k)
                 .collect();
             for k in stale {
@@ -144,20 +207,46 @@ impl Resolver {
     }
 
     pub fn resolve(&self, cgroups: &Cgroups, pid: u32) -> Result<Arc<Caller>, Error> {
-        let stat = read_stat(&self.root, pid)?;
-        let key = (pid, stat.starttime);
-        if let Ok(mut c) = self.cache.lock() {
-            if let Some((at, caller)) = c.get(&key) {
-                if at.elapsed() < TTL {
-                    return Ok(caller.clone());
-                }
-            }
+        if let Some(c) = self.cached(pid) {
+            return Ok(c);
         }
+        // Opened before the reads, so that "not exited" afterwards means
+        // everything read was about this very process.
+        let pidfd = if self.live { pidfd_open(pid) } else { None };
+        let stat = read_stat(&self.root, pid)?;
         let caller = Arc::new(self.resolve_uncached(cgroups, pid, stat)?);
+        if pidfd.as_ref().is_some_and(exited) {
+            // Gone already: answer this request, remember nothing.
+            return Ok(caller);
+        }
         if let Ok(mut c) = self.cache.lock() {
-            c.put(key, (Instant::now(), caller.clone()));
+            c.put(
+                pid,
+                Entry {
+                    at: Instant::now(),
+                    caller: caller.clone(),
+                    pidfd,
+                },
+            );
         }
         Ok(caller)
+    }
+
+    /// The cached answer for `pid`, if it is recent and still that process's.
+    fn cached(&self, pid: u32) -> Option<Arc<Caller>> {
+        let caller = {
+            let mut c = self.cache.lock().ok()?;
+            let e = c.get(&pid)?;
+            if e.at.elapsed() >= TTL {
+                return None;
+            }
+            match &e.pidfd {
+                Some(fd) => return (!exited(fd)).then(|| e.caller.clone()),
+                None => e.caller.clone(),
+            }
+        };
+        let now = read_stat(&self.root, pid).ok()?;
+        (now.starttime == caller.starttime).then_some(caller)
     }
 
     fn resolve_uncached(

@@ -131,4 +131,8 @@ pub struct ViewOpts {
     /// Do not cap the visible CPU count at ceil(CPU quota); show the whole cpuset.
     #[arg(long)]
     pub no_cfs_cpus: bool,
+    /// Reuse a rendering for this many milliseconds for readers that see the
+    /// same thing (same cgroups and container): 0 renders every read.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub cache_ms: u64,
 }

@@ -23,7 +23,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ROOT: u64 = 1;
 const PROC: u64 = 2;
@@ -115,18 +115,9 @@ struct Handle {
     fresh: bool,
 }
 
-/// How long content rendered for a LOOKUP or GETATTR is reused by the same
-/// process's OPEN that follows it.
-const PRERENDER_TTL: Duration = Duration::from_millis(100);
-
-type Prerendered = HashMap<(u32, VFile), (Instant, Arc<Vec<u8>>)>;
-
 #[derive(Debug)]
 pub struct ProcLens {
     views: Arc<Views>,
-    /// Content rendered to learn its size, by (pid, file): never shared
-    /// between processes, never older than PRERENDER_TTL.
-    prerendered: Mutex<Prerendered>,
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
@@ -145,7 +136,6 @@ impl ProcLens {
         ProcLens {
             views,
             notifier,
-            prerendered: Mutex::new(HashMap::new()),
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -267,13 +257,18 @@ impl ProcLens {
             return Ok((self.attr(ino, FileType::Directory, 0o555), STABLE_TTL));
         }
         if let Some(f) = ino_vfile(ino) {
-            // The size is the reader's own content length: sendfile(2) and
-            // splice (busybox cat, Python's shutil) go through the page cache
-            // and stop at i_size, while read(2) with direct I/O does not. The
-            // LOOKUP on every open (entry TTL 0) sets i_size for that reader.
+            // The size is the asking reader's content length (what it gets
+            // if it opens now). Readers that find a cached size, another
+            // reader's, still read all of theirs: read(2) with direct I/O
+            // ignores i_size, and for sendfile(2) and splice, which go
+            // through the page cache and stop at i_size, every open raises
+            // i_size to the opener's length (`raise_size`), and the kernel
+            // lowers it after a short read. So the attributes may be cached,
+            // which saves a round trip per fstat(2) (cat, Python, Rust's
+            // read_to_end all ask).
             let mut a = self.attr(ino, FileType::RegularFile, 0o444);
-            a.size = self.prerender(f, pid)?.len() as u64;
-            return Ok((a, NO_TTL));
+            a.size = self.content(&Source::Virtual(f), pid)?.len() as u64;
+            return Ok((a, STABLE_TTL));
         }
         let rel = self.node_path(ino).ok_or(Errno::ENOENT)?;
         Ok((self.host_attr(ino, &rel, pid)?, NO_TTL))
@@ -376,26 +371,6 @@ impl ProcLens {
         Ok(out)
     }
 
-    /// Renders `f` for `pid` and keeps it for the OPEN that follows.
-    fn prerender(&self, f: VFile, pid: u32) -> Result<Arc<Vec<u8>>, Errno> {
-        let data = Arc::new(self.content(&Source::Virtual(f), pid)?);
-        if let Ok(mut p) = self.prerendered.lock() {
-            let now = Instant::now();
-            // Entries no OPEN took (a `stat`, a bind mount's LOOKUP) expire.
-            if p.len() >= 64 {
-                p.retain(|_, (t, _)| now.duration_since(*t) < PRERENDER_TTL);
-            }
-            p.insert((pid, f), (now, data.clone()));
-        }
-        Ok(data)
-    }
-
-    /// Content rendered for `pid` by its LOOKUP or GETATTR just before.
-    fn take_prerendered(&self, f: VFile, pid: u32) -> Option<Arc<Vec<u8>>> {
-        let (t, data) = self.prerendered.lock().ok()?.remove(&(pid, f))?;
-        (t.elapsed() < PRERENDER_TTL).then_some(data)
-    }
-
     /// A bind-mounted file is opened without a LOOKUP, so the kernel's i_size
     /// is whatever the last LOOKUP, GETATTR or short page-cache read left, and
     /// sendfile(2)/splice, which go through the page cache even for direct
@@ -425,17 +400,24 @@ impl ProcLens {
     }
 
     /// Produces a file's content for `pid`.
-    fn content(&self, source: &Source, pid: u32) -> Result<Vec<u8>, Errno> {
+    fn content(&self, source: &Source, pid: u32) -> Result<Arc<Vec<u8>>, Errno> {
         match source {
             Source::Virtual(f) => self.views.read(*f, pid).map_err(|e| {
                 log::error!("{}: {e}", f.host_path());
                 Errno::EIO
             }),
-            Source::BlockStat(disk) => self.views.read_block_stat(disk, pid).map_err(|e| {
-                log::error!("/sys/block/{disk}/stat: {e}");
-                Errno::EIO
-            }),
-            Source::Host(rel) => std::fs::read(self.host_path(rel, pid)?).map_err(|e| errno(&e)),
+            Source::BlockStat(disk) => {
+                self.views
+                    .read_block_stat(disk, pid)
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        log::error!("/sys/block/{disk}/stat: {e}");
+                        Errno::EIO
+                    })
+            }
+            Source::Host(rel) => std::fs::read(self.host_path(rel, pid)?)
+                .map(Arc::new)
+                .map_err(|e| errno(&e)),
         }
     }
 }
@@ -485,16 +467,9 @@ impl Filesystem for ProcLens {
             },
         };
         let pid = req.pid();
-        let pre = match &source {
-            Source::Virtual(f) => self.take_prerendered(*f, pid),
-            Source::BlockStat(_) | Source::Host(_) => None,
-        };
-        let data = match pre {
-            Some(d) => d,
-            None => match self.content(&source, pid) {
-                Ok(d) => Arc::new(d),
-                Err(e) => return reply.error(e),
-            },
+        let data = match self.content(&source, pid) {
+            Ok(d) => d,
+            Err(e) => return reply.error(e),
         };
         if let (Source::Virtual(_), Some(n)) = (&source, self.notifier.get()) {
             self.raise_size(n, ino, &data);
@@ -552,7 +527,6 @@ impl Filesystem for ProcLens {
         let data = match rerender {
             Some((source, pid)) => match self.content(&source, pid) {
                 Ok(d) => {
-                    let d = Arc::new(d);
                     if let Ok(mut h) = self.handles.lock() {
                         if let Some(handle) = h.get_mut(&fh.0) {
                             handle.data = d.clone();

@@ -112,13 +112,65 @@ pub enum Error {
 pub struct Options {
     /// Cap the visible CPU count at ceil(quota/period) (lxcfs --enable-cfs).
     pub cfs: bool,
+    /// How long a rendering is reused for readers that see the same thing;
+    /// zero renders every read. Never more than [`MAX_CACHE`].
+    pub cache: Duration,
 }
+
+/// The oldest content a reader may be handed.
+pub const MAX_CACHE: Duration = Duration::from_millis(100);
 
 impl Default for Options {
     fn default() -> Self {
-        Options { cfs: true }
+        Options {
+            cfs: true,
+            cache: MAX_CACHE,
+        }
     }
 }
+
+/// Everything a rendering depends on besides the time: readers with equal
+/// keys are shown the same bytes, so a cached rendering is only ever handed
+/// to a reader with the same cgroups, the same container init and (for
+/// loadavg, whose last field is the reader's own pid) the same pid.
+#[derive(Debug, Clone)]
+struct ViewKey {
+    file: VFile,
+    caller: Arc<Caller>,
+}
+
+impl PartialEq for ViewKey {
+    fn eq(&self, o: &ViewKey) -> bool {
+        let (a, b) = (&self.caller, &o.caller);
+        self.file == o.file
+            && a.host == b.host
+            && a.init_start == b.init_start
+            && (self.file != VFile::Loadavg || a.ns_pid == b.ns_pid)
+            && a.placement == b.placement
+    }
+}
+
+impl Eq for ViewKey {}
+
+impl std::hash::Hash for ViewKey {
+    /// A subset of what `eq` compares: cheaper than hashing every
+    /// controller's paths, and still telling containers apart.
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.file.hash(h);
+        self.caller.init_start.hash(h);
+        self.caller.placement.tasks_dir().map(|d| &d.path).hash(h);
+    }
+}
+
+/// One cached rendering: when its inputs were read, and the bytes. The
+/// mutex also makes concurrent readers of one key wait for one rendering
+/// instead of each doing it, and keeps a key's renderings in order, so a
+/// later reader never gets older CPU counters than an earlier one.
+type Slot = Arc<Mutex<Option<(Instant, Arc<Vec<u8>>)>>>;
+
+/// Past this many keys, expired ones are dropped at once rather than at
+/// the next sampler cycle (readers with ever new pids reading loadavg).
+const CACHE_PRUNE_AT: usize = 4096;
 
 /// How often the same failure is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -134,6 +186,7 @@ pub struct Views {
     load: Tracker,
     fallbacks: AtomicU64,
     logged: Mutex<HashMap<String, Instant>>,
+    cache: Mutex<HashMap<ViewKey, Slot>>,
 }
 
 /// The CPUs a container sees and how much CPU time it may use per second.
@@ -156,6 +209,7 @@ impl Views {
             load: Tracker::default(),
             fallbacks: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -211,10 +265,57 @@ impl Views {
     /// The bytes `pid` reads for `file`; never fails over a cgroup problem
     /// (the host file is served instead), only when the host file itself
     /// cannot be read.
-    pub fn read(&self, file: VFile, pid: u32) -> Result<Vec<u8>, Error> {
-        self.serve(file.name(), &file.host_path(), pid, |c| {
-            self.render(file, c)
-        })
+    pub fn read(&self, file: VFile, pid: u32) -> Result<Arc<Vec<u8>>, Error> {
+        let caller = match self.caller(pid) {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .fallback(file.name(), &file.host_path(), pid, &e)
+                    .map(Arc::new)
+            }
+        };
+        let ttl = self.opts.cache.min(MAX_CACHE);
+        if ttl.is_zero() {
+            return self.render_or_host(file, &caller).map(|(d, _)| Arc::new(d));
+        }
+        let slot = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_PRUNE_AT {
+                cache.retain(|_, s| fresh(s, ttl));
+            }
+            cache
+                .entry(ViewKey {
+                    file,
+                    caller: caller.clone(),
+                })
+                .or_default()
+                .clone()
+        };
+        let mut cached = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, data)) = cached.as_ref() {
+            if at.elapsed() < ttl {
+                return Ok(data.clone());
+            }
+        }
+        // The age counts from before the inputs are read.
+        let at = Instant::now();
+        let (data, rendered) = self.render_or_host(file, &caller)?;
+        let data = Arc::new(data);
+        // The host's file after a failure is not this container's view.
+        *cached = rendered.then(|| (at, data.clone()));
+        Ok(data)
+    }
+
+    /// The rendering for `c`, or the host's file when rendering fails
+    /// (false).
+    fn render_or_host(&self, file: VFile, c: &Caller) -> Result<(Vec<u8>, bool), Error> {
+        match guarded(|| self.render(file, c)) {
+            Ok(s) => Ok((s.into_bytes(), true)),
+            Err(e) => Ok((
+                self.fallback(file.name(), &file.host_path(), c.pid, &e)?,
+                false,
+            )),
+        }
     }
 
     /// `/sys/block/<disk>/stat` for `pid`: the container's I/O on that disk.
@@ -249,21 +350,16 @@ impl Views {
         pid: u32,
         f: impl FnOnce(&Caller) -> Result<String, Error>,
     ) -> Result<Vec<u8>, Error> {
-        let r = catch_unwind(AssertUnwindSafe(|| f(&*self.caller(pid)?))).unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Error::Panic(msg))
-        });
-        match r {
+        match guarded(|| f(&*self.caller(pid)?)) {
             Ok(s) => Ok(s.into_bytes()),
-            Err(e) => {
-                self.note_fallback(what, host_path, pid, &e);
-                Ok(self.host.read(host_path)?.into_bytes())
-            }
+            Err(e) => self.fallback(what, host_path, pid, &e),
         }
+    }
+
+    /// The host's file at `host_path`, after noting why `pid` gets it.
+    fn fallback(&self, what: &str, host_path: &str, pid: u32, e: &Error) -> Result<Vec<u8>, Error> {
+        self.note_fallback(what, host_path, pid, e);
+        Ok(self.host.read(host_path)?.into_bytes())
     }
 
     fn note_fallback(&self, what: &str, host_path: &str, pid: u32, e: &Error) {
@@ -476,6 +572,10 @@ impl Views {
         if let Ok(mut a) = self.accounts.lock() {
             a.retain(|(path, _), _| path.is_dir());
         }
+        let ttl = self.opts.cache.min(MAX_CACHE);
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|_, s| fresh(s, ttl));
+        }
         self.resolver.purge();
     }
 
@@ -483,5 +583,85 @@ impl Views {
     pub fn state_counts(&self) -> (usize, usize) {
         let accounts = self.accounts.lock().map_or(0, |a| a.len());
         (accounts, self.load.len())
+    }
+}
+
+/// Runs a renderer, turning a panic into an error: one bad rendering must
+/// not take the daemon (or a FUSE worker) down.
+fn guarded(f: impl FnOnce() -> Result<String, Error>) -> Result<String, Error> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Panic(msg))
+    })
+}
+
+/// Whether a cache slot holds a rendering younger than `ttl` (a slot in use
+/// by a rendering right now counts as fresh).
+fn fresh(slot: &Slot, ttl: Duration) -> bool {
+    match slot.try_lock() {
+        Ok(s) => s.as_ref().is_some_and(|(at, _)| at.elapsed() < ttl),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::{Controller, Version};
+
+    fn caller(cgroup: &str, init_start: u64, ns_pid: u32) -> Arc<Caller> {
+        let dir = Dir {
+            version: Version::V2,
+            path: PathBuf::from("/sys/fs/cgroup").join(cgroup),
+            top: PathBuf::from("/sys/fs/cgroup"),
+        };
+        let mut placement = Placement::default();
+        placement.dirs.insert(Controller::Memory, dir);
+        Arc::new(Caller {
+            pid: ns_pid + 1000,
+            starttime: 7,
+            placement,
+            host: false,
+            init_start,
+            ns_pid,
+        })
+    }
+
+    fn key(file: VFile, caller: &Arc<Caller>) -> ViewKey {
+        ViewKey {
+            file,
+            caller: caller.clone(),
+        }
+    }
+
+    #[test]
+    fn readers_share_a_rendering_only_within_one_container() {
+        let a1 = caller("a", 100, 1);
+        let a2 = caller("a", 100, 2);
+        // Two processes of one container see the same meminfo...
+        assert_eq!(key(VFile::Meminfo, &a1), key(VFile::Meminfo, &a2));
+        // ...but not each other's loadavg, whose last field is the reader.
+        assert_ne!(key(VFile::Loadavg, &a1), key(VFile::Loadavg, &a2));
+        // Another cgroup, or another container in the same cgroup (another
+        // init: uptime differs), never shares.
+        assert_ne!(
+            key(VFile::Meminfo, &a1),
+            key(VFile::Meminfo, &caller("b", 100, 1))
+        );
+        assert_ne!(
+            key(VFile::Uptime, &a1),
+            key(VFile::Uptime, &caller("a", 101, 1))
+        );
+        assert_ne!(key(VFile::Meminfo, &a1), key(VFile::Stat, &a1));
+        let mut host = (*a1).clone();
+        host.host = true;
+        assert_ne!(
+            key(VFile::Meminfo, &a1),
+            key(VFile::Meminfo, &Arc::new(host))
+        );
     }
 }

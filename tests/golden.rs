@@ -375,15 +375,78 @@ fn malformed_cgroup_file_names_the_file_and_falls_back_to_the_host() {
     // Rule (section 4, fallbacks): the reader gets the host's file, whole.
     let bytes = views.read(VFile::Meminfo, reader("v2")).expect("fallback");
     assert_eq!(
-        String::from_utf8(bytes).expect("utf8"),
+        String::from_utf8(bytes.to_vec()).expect("utf8"),
         host("v2", "proc/meminfo")
     );
     assert_eq!(views.fallbacks(), 1);
     // A reader that vanished: same fallback, no crash.
     let bytes = views.read(VFile::Stat, 999_999).expect("fallback");
     assert_eq!(
-        String::from_utf8(bytes).expect("utf8"),
+        String::from_utf8(bytes.to_vec()).expect("utf8"),
         host("v2", "proc/stat")
+    );
+}
+
+/// The render cache (DESIGN 2.4): within its lifetime a reader gets the
+/// same rendering, after it a new one; a failed rendering (the host's file)
+/// is not kept; `cache: 0` renders every read.
+#[test]
+fn renderings_are_reused_for_at_most_the_cache_lifetime() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_tree(&fixture("v2"), tmp.path());
+    let pid = reader("v2");
+    let ttl = std::time::Duration::from_millis(40);
+    let views = Views::new(
+        tmp.path(),
+        Options {
+            cache: ttl,
+            ..Options::default()
+        },
+    )
+    .expect("views");
+    let first = views.read(VFile::Meminfo, pid).expect("read");
+    let again = views.read(VFile::Meminfo, pid).expect("read");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "reused within {ttl:?}"
+    );
+    std::thread::sleep(ttl);
+    let later = views.read(VFile::Meminfo, pid).expect("read");
+    assert!(
+        !std::sync::Arc::ptr_eq(&first, &later),
+        "rendered anew after {ttl:?}"
+    );
+    assert_eq!(first, later, "the fixture did not change");
+
+    // A broken cgroup file: the host's file is served and not cached, so
+    // the repaired file shows at the next read.
+    let stat = tmp
+        .path()
+        .join("sys/fs/cgroup/proclens-fixture/app/memory.stat");
+    let good = std::fs::read(&stat).expect("memory.stat");
+    std::thread::sleep(ttl);
+    std::fs::write(&stat, "anon twelve\n").expect("damage");
+    let broken = views.read(VFile::Meminfo, pid).expect("fallback");
+    assert_eq!(
+        String::from_utf8(broken.to_vec()).expect("utf8"),
+        host("v2", "proc/meminfo")
+    );
+    std::fs::write(&stat, good).expect("repair");
+    assert_eq!(views.read(VFile::Meminfo, pid).expect("read"), first);
+
+    let uncached = Views::new(
+        tmp.path(),
+        Options {
+            cache: std::time::Duration::ZERO,
+            ..Options::default()
+        },
+    )
+    .expect("views");
+    let a = uncached.read(VFile::Meminfo, pid).expect("read");
+    let b = uncached.read(VFile::Meminfo, pid).expect("read");
+    assert!(
+        !std::sync::Arc::ptr_eq(&a, &b),
+        "cache 0 renders every read"
     );
 }
 
@@ -483,7 +546,14 @@ fn v1_host_without_a_cpuset_hierarchy_shows_every_online_cpu() {
     let views = Views::new(tmp.path(), Options::default()).expect("views");
     let c = views.caller(reader("v1")).expect("caller");
     assert_eq!(views.render(VFile::CpuOnline, &c).expect("online"), "0\n");
-    let no_cap = Views::new(tmp.path(), Options { cfs: false }).expect("views");
+    let no_cap = Views::new(
+        tmp.path(),
+        Options {
+            cfs: false,
+            ..Options::default()
+        },
+    )
+    .expect("views");
     let c = no_cap.caller(reader("v1")).expect("caller");
     assert_eq!(
         no_cap.render(VFile::CpuOnline, &c).expect("online"),

@@ -28,7 +28,7 @@ pub enum Error {
 }
 
 /// cgroup v1 or the unified (v2) hierarchy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
     V1,
     V2,
@@ -36,7 +36,7 @@ pub enum Version {
 
 /// Where one controller's files are for one cgroup: its directory and the
 /// hierarchy's mount point, where the walk up to the ancestors stops.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dir {
     pub version: Version,
     pub path: PathBuf,
@@ -56,7 +56,7 @@ impl Dir {
 }
 
 /// The controller directories of one cgroup membership.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Placement {
     pub dirs: BTreeMap<Controller, Dir>,
 }
