@@ -332,4 +332,42 @@ mod tests {
             assert_eq!(got, expected(), "{file}");
         }
     }
+
+    /// The DaemonSet runs the daemon where it can work and propagates its
+    /// mount to the node path the pods bind from.
+    #[test]
+    fn daemonset_shares_the_mount_with_the_node() {
+        let text = include_str!("../packaging/kubernetes/daemonset.yaml");
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("valid YAML");
+        let ds = &docs[0];
+        assert_eq!(ds["kind"].as_str(), Some("DaemonSet"));
+        let spec = &ds["spec"]["template"]["spec"];
+        assert_eq!(spec["hostPID"].as_bool(), Some(true));
+        let c = &spec["containers"][0];
+        assert_eq!(c["securityContext"]["privileged"].as_bool(), Some(true));
+        let mounts = c["volumeMounts"].as_vec().expect("volumeMounts");
+        let m = mounts
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some(MP))
+            .expect("the mountpoint is a volume");
+        assert_eq!(m["mountPropagation"].as_str(), Some("Bidirectional"));
+        let vols = spec["volumes"].as_vec().expect("volumes");
+        let host = |name: &str| {
+            vols.iter()
+                .find(|v| v["name"].as_str() == Some(name))
+                .map(|v| v["hostPath"]["path"].as_str().unwrap_or("").to_owned())
+        };
+        assert_eq!(host(m["name"].as_str().expect("name")).as_deref(), Some(MP));
+        assert!(mounts
+            .iter()
+            .any(|m| m["mountPath"].as_str() == Some("/dev/fuse")
+                && host(m["name"].as_str().unwrap_or("")).as_deref() == Some("/dev/fuse")));
+        let cmd: Vec<&str> = c["command"]
+            .as_vec()
+            .expect("command")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(cmd, ["/usr/bin/proclens", "mount", MP]);
+    }
 }
