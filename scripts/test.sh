@@ -1,5 +1,6 @@
 #!/bin/bash
-# Every test: formatting, lints, unit and golden tests, end-to-end tests on
+# Every test: formatting, lints, the Debian package (scripts/deb.sh, needs
+# cargo-deb), unit and golden tests, end-to-end tests on
 # the real FUSE mount with real cgroups and namespaces, runc, the benches in
 # test mode, and then the end-to-end and fidelity suites again on pure cgroup v2, inside a
 # Debian kernel under qemu (tests/vm/run.sh). Needs root, /dev/fuse and the
@@ -15,6 +16,12 @@ cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+# The Debian package first (its release build is also the VM's daemon);
+# tests/deb.rs installs, verifies and purges it.
+deb_out=$(scripts/deb.sh 2> >(tee -a "$log" >&2)) || status=1
+PROCLENS_DEB="$PWD/$(printf '%s\n' "$deb_out" | tail -n1)"
+export PROCLENS_DEB
+echo "scripts/test.sh: package $PROCLENS_DEB"
 # The soak reads 100k times here; scripts/soak.sh runs the full million.
 export SOAK_READS=${SOAK_READS:-100000}
 cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
