@@ -1,8 +1,13 @@
-//! Renderer and parser costs on the captured fixtures (cargo bench --bench render).
+//! Renderer and parser costs on the captured fixtures (cargo bench --bench
+//! render): whole renderings with the fixture tree's file reads, the pure
+//! renderers on their own, and every parser on captured text. `big` is the
+//! v1 container on a 256-CPU host with 300 disks (tests/fixtures/make-big.py).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use proclens::cgroup::parse;
+use proclens::render;
 use proclens::view::{Options, VFile, Views};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
@@ -56,5 +61,80 @@ fn parsers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, views, parsers);
+fn text(name: &str, rel: &str) -> String {
+    std::fs::read_to_string(fixture(name).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The pure renderers, inputs already read: what is left is formatting.
+fn renderers(c: &mut Criterion) {
+    for name in ["v1", "big"] {
+        let cpuinfo = text(name, "proc/cpuinfo");
+        let visible: Vec<u32> = vec![0];
+        c.bench_function(&format!("{name}/pure/cpuinfo"), |b| {
+            b.iter(|| render::cpuinfo::render(black_box(&cpuinfo), &visible))
+        });
+        let diskstats = text(name, "proc/diskstats");
+        let mut io = BTreeMap::new();
+        let blkio = text(
+            name,
+            "sys/fs/cgroup/blkio/proclens-fixture/blkio.throttle.io_service_bytes_recursive",
+        );
+        parse::blkio_table(&blkio, parse::BlkioUnit::Bytes, &mut io).expect("blkio");
+        c.bench_function(&format!("{name}/pure/diskstats"), |b| {
+            b.iter(|| render::diskstats::render(black_box(&diskstats), &io))
+        });
+        let meminfo = text(name, "proc/meminfo");
+        c.bench_function(&format!("{name}/parse/meminfo"), |b| {
+            b.iter(|| render::meminfo::parse(black_box(&meminfo)))
+        });
+    }
+    c.bench_function("pure/loadavg", |b| {
+        b.iter(|| render::loadavg::render(black_box([2048, 1024, 512]), 3, 120, "4242"))
+    });
+    c.bench_function("pure/uptime", |b| {
+        b.iter(|| render::uptime::render(black_box(123_456_789_000), 98_765_432_000))
+    });
+    c.bench_function("pure/cpu_range", |b| {
+        b.iter(|| render::sysfs::cpu_range(black_box(64)))
+    });
+}
+
+/// The parsers of what proclens reads per request besides cgroup files.
+fn caller_parsers(c: &mut Criterion) {
+    let pid = reader("v1");
+    let stat = text("v1", &format!("proc/{pid}/stat"));
+    c.bench_function("parse/proc_pid_stat", |b| {
+        b.iter(|| proclens::caller::parse_stat(black_box(&stat)).expect("parse"))
+    });
+    let cgroup = text("v1", &format!("proc/{pid}/cgroup"));
+    c.bench_function("parse/proc_pid_cgroup", |b| {
+        b.iter(|| proclens::cgroup::mounts::parse_proc_cgroup(black_box(&cgroup)).expect("parse"))
+    });
+    let status = text("v1", &format!("proc/{pid}/status"));
+    c.bench_function("parse/nspid", |b| {
+        b.iter(|| proclens::caller::parse_innermost_pid(black_box(&status)))
+    });
+    let all = text(
+        "big",
+        "sys/fs/cgroup/cpuacct/proclens-fixture/cpuacct.usage_all",
+    );
+    c.bench_function("big/parse/cpuacct.usage_all", |b| {
+        b.iter(|| parse::cpuacct_usage_all(black_box(&all)).expect("parse"))
+    });
+    let percpu = text(
+        "big",
+        "sys/fs/cgroup/cpuacct/proclens-fixture/cpuacct.usage_percpu",
+    );
+    c.bench_function("big/parse/cpuacct.usage_percpu", |b| {
+        b.iter(|| parse::number_list(black_box(&percpu)).expect("parse"))
+    });
+    c.bench_function("parse/limit", |b| {
+        b.iter(|| parse::limit(black_box("9223372036854771712\n")).expect("parse"))
+    });
+    c.bench_function("parse/cpu_max", |b| {
+        b.iter(|| parse::cpu_max(black_box("150000 100000\n")).expect("parse"))
+    });
+}
+
+criterion_group!(benches, views, parsers, renderers, caller_parsers);
 criterion_main!(benches);
