@@ -170,6 +170,103 @@ impl Account {
     }
 }
 
+/// Hex of a path's bytes: state records are one line of tab-separated
+/// fields, and a cgroup path may hold any byte but NUL.
+pub(crate) fn hex_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn unhex_path(s: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(std::ffi::OsString::from_vec(bytes).into())
+}
+
+/// The first line of a state dump; a successor that does not know the
+/// version starts afresh instead of misreading it.
+pub const STATE_HEADER: &str = "proclens-state 1";
+
+impl Account {
+    /// One state record (`a` line) for the account of the cgroup directory
+    /// `path` with inode `ino`; [`Account::from_record`] reads it back.
+    pub fn to_record(&self, path: &std::path::Path, ino: u64) -> String {
+        let per_cpu = match &self.last_per_cpu {
+            None => "-".to_owned(),
+            Some(v) => v
+                .iter()
+                .map(|(u, s)| format!("{u}:{s}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let lines = self
+            .lines
+            .iter()
+            .map(|l| format!("{}:{}:{}", l.user, l.system, l.idle))
+            .collect::<Vec<_>>()
+            .join(",");
+        format!(
+            "a\t{}\t{ino}\t{}\t{}\t{}\t{per_cpu}\t{lines}",
+            hex_path(path),
+            self.last_now,
+            self.last_user,
+            self.last_system
+        )
+    }
+
+    /// Parses a record of [`Account::to_record`]: (path, inode, account).
+    pub fn from_record(line: &str) -> Option<(std::path::PathBuf, u64, Account)> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [tag, path, ino, now, user, system, per_cpu, lines] = f[..] else {
+            return None;
+        };
+        if tag != "a" {
+            return None;
+        }
+        let pair = |x: &str| -> Option<(u64, u64)> {
+            let (a, b) = x.split_once(':')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        let last_per_cpu = match per_cpu {
+            "-" => None,
+            v => Some(v.split(',').map(pair).collect::<Option<Vec<_>>>()?),
+        };
+        let lines = lines
+            .split(',')
+            .map(|x| {
+                let mut it = x.split(':').map(|n| n.parse::<u64>().ok());
+                let l = Line {
+                    user: it.next()??,
+                    system: it.next()??,
+                    idle: it.next()??,
+                };
+                it.next().is_none().then_some(l)
+            })
+            .collect::<Option<Vec<Line>>>()?;
+        Some((
+            unhex_path(path)?,
+            ino.parse().ok()?,
+            Account {
+                last_now: now.parse().ok()?,
+                last_user: user.parse().ok()?,
+                last_system: system.parse().ok()?,
+                last_per_cpu,
+                lines,
+            },
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +389,34 @@ mod tests {
             prev_total = total;
             prev_lines = a.lines().to_vec();
         }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_the_same_account() {
+        let u = usage(30, 3, Some(vec![(0, 0), (10, 1), (20, 2)]));
+        let mut a = Account::new(
+            0,
+            &Sample {
+                now: 5 * S,
+                usage: &u,
+                visible: &[1, 2],
+                rate: 1.5,
+            },
+        );
+        a.advance(&Sample {
+            now: 6 * S,
+            usage: &u,
+            visible: &[1, 2],
+            rate: 1.5,
+        });
+        let path = std::path::Path::new("/sys/fs/cgroup/cpu/a b\t\n/c");
+        let rec = a.to_record(path, 42);
+        assert_eq!(rec.lines().count(), 1, "one line per record: {rec:?}");
+        let (p, ino, b) = Account::from_record(&rec).expect("parses");
+        assert_eq!((p.as_path(), ino), (path, 42));
+        assert_eq!(b.lines(), a.lines());
+        assert_eq!(b.to_record(path, 42), rec);
+        assert!(Account::from_record("a\tzz\t1\t2\t3\t4\t-\t1:2:3").is_none());
+        assert!(Account::from_record(&format!("{rec}:9")).is_none());
     }
 }

@@ -10,6 +10,10 @@ pub mod fs;
 pub mod host;
 pub mod loadavg;
 pub mod ocihook;
+pub mod remount;
 pub mod render;
 pub mod sdnotify;
+#[cfg(debug_assertions)]
+pub mod testhook;
 pub mod view;
+pub mod worker;

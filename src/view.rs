@@ -184,6 +184,9 @@ pub struct Views {
     ticks: u64,
     accounts: Mutex<HashMap<(PathBuf, u64), Account>>,
     load: Tracker,
+    /// Set while a successor daemon takes over the state: CPU lines and
+    /// load averages hold still, so neither daemon shows less than the other.
+    frozen: std::sync::atomic::AtomicBool,
     fallbacks: AtomicU64,
     logged: Mutex<HashMap<String, Instant>>,
     cache: Mutex<HashMap<ViewKey, Slot>>,
@@ -207,6 +210,7 @@ impl Views {
             ticks: host::clk_tck(),
             accounts: Mutex::new(HashMap::new()),
             load: Tracker::default(),
+            frozen: Default::default(),
             fallbacks: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
@@ -403,6 +407,8 @@ impl Views {
 
     /// Renders `file` for `caller`, or says why it cannot.
     pub fn render(&self, file: VFile, c: &Caller) -> Result<String, Error> {
+        #[cfg(debug_assertions)]
+        crate::testhook::panic_if_asked(file.name(), c.pid);
         let p = &c.placement;
         let rerr = |error| Error::Render {
             file: file.name(),
@@ -524,7 +530,11 @@ impl Views {
             .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
         let a = accounts
             .entry((dir.path.clone(), ino))
-            .and_modify(|a| a.advance(&sample))
+            .and_modify(|a| {
+                if !self.frozen.load(Ordering::SeqCst) {
+                    a.advance(&sample)
+                }
+            })
             .or_insert_with(|| Account::new(start, &sample));
         Ok(Some(f(a)))
     }
@@ -577,6 +587,44 @@ impl Views {
             c.retain(|_, s| fresh(s, ttl));
         }
         self.resolver.purge();
+    }
+
+    /// Freezes the per-container state and returns it as text for
+    /// [`Views::import_state`] in a successor (format in `cputime.rs`).
+    pub fn export_state(&self) -> String {
+        self.frozen.store(true, Ordering::SeqCst);
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = format!("{}\n", crate::cputime::STATE_HEADER);
+        for ((path, ino), a) in accounts.iter() {
+            out += &a.to_record(path, *ino);
+            out.push('\n');
+        }
+        out + &self.load.export()
+    }
+
+    /// Lets the state advance again after [`Views::export_state`].
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Takes over a predecessor's state; returns (CPU accounts, load
+    /// averages) read, or None for a dump of an unknown format.
+    pub fn import_state(&self, text: &str) -> Option<(usize, usize)> {
+        if text.lines().next() != Some(crate::cputime::STATE_HEADER) {
+            return None;
+        }
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let before = accounts.len();
+        accounts.extend(
+            text.lines()
+                .filter_map(Account::from_record)
+                .map(|(p, i, a)| ((p, i), a)),
+        );
+        Some((accounts.len() - before, self.load.import(text)))
     }
 
     /// Per-container state held: (CPU accounts, load averages).

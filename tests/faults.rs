@@ -281,17 +281,26 @@ fn unknown_paths_are_enoent_at_every_level() {
 }
 
 #[test]
-fn the_daemon_keeps_only_two_capabilities_and_serves_other_users() {
+fn the_daemon_keeps_only_three_capabilities_and_serves_other_users() {
     let _serial = serial();
     let daemon = Daemon::start();
     let pid = daemon.pid().expect("daemon running");
-    let status = read(format!("/proc/{pid}/status"));
-    // CAP_SYS_PTRACE (19) and CAP_SYS_ADMIN (21): 1<<19 | 1<<21.
-    for set in ["CapEff", "CapPrm", "CapBnd"] {
-        let line = status.lines().find(|l| l.starts_with(set)).expect(set);
-        assert!(line.ends_with("0000000000280000"), "{line}");
+    // CAP_SYS_CHROOT (18), CAP_SYS_PTRACE (19) and CAP_SYS_ADMIN (21):
+    // 1<<18 | 1<<19 | 1<<21, in the supervisor and in the serving worker.
+    let worker = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("children of the supervisor")
+        .split_whitespace()
+        .next()
+        .expect("a serving worker")
+        .to_owned();
+    for p in [pid.to_string(), worker] {
+        let status = read(format!("/proc/{p}/status"));
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            let line = status.lines().find(|l| l.starts_with(set)).expect(set);
+            assert!(line.ends_with("00000000002c0000"), "pid {p}: {line}");
+        }
+        assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     }
-    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     // A reader of another uid: resolving it reads its /proc/<pid>/ns/pid,
     // which takes CAP_SYS_PTRACE; without it the reader would get the host.
     let c = Container::new(&daemon, Limits::standard());

@@ -659,10 +659,24 @@ impl Daemon {
     /// Like [`Daemon::start`], in a directory the caller owns; used to start
     /// a second daemon on the same path.
     pub fn start_in(dir: &Path) -> Daemon {
+        Daemon::launch(dir, mount_command(&dir.join("mnt"), true))
+    }
+
+    /// `program mount -v <dir>/mnt` with `env` added: a proclens binary
+    /// installed elsewhere (the reload tests replace it under the daemon).
+    pub fn start_program(dir: &Path, program: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = host_command(program);
+        cmd.arg("mount").arg("-v").arg(dir.join("mnt"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Daemon::launch(dir, cmd)
+    }
+
+    fn launch(dir: &Path, mut cmd: Command) -> Daemon {
         let mountpoint = dir.join("mnt");
         let log = dir.join(format!("{}.log", unique_name()));
         let logfile = fs::File::create(&log).expect("create daemon log");
-        let mut cmd = mount_command(&mountpoint, true);
         cmd.stdin(Stdio::null())
             .stdout(logfile.try_clone().expect("dup log fd"))
             .stderr(logfile)
