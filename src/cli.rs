@@ -75,6 +75,18 @@ pub enum Command {
         #[command(flatten)]
         mp: MountpointArg,
     },
+    /// Print the running daemon's counters for a person: reads per file, content latency,
+    /// render cache hits, fallbacks to host files, containers tracked.
+    ///
+    /// The same numbers, in Prometheus text format, are in MOUNTPOINT/.proclens/metrics
+    /// (root only), for node_exporter's textfile collector or a scrape.
+    #[command(
+        after_help = "Example:\n  proclens status\n  cat /var/lib/proclens/.proclens/metrics"
+    )]
+    Status {
+        #[command(flatten)]
+        mp: MountpointArg,
+    },
     /// Print the -v flags that bind every proclens file, for docker run / podman run.
     #[command(
         after_help = "Example:\n  docker run $(proclens docker-args) --memory 256m debian free -m"
@@ -133,6 +145,6 @@ pub struct ViewOpts {
     pub no_cfs_cpus: bool,
     /// Reuse a rendering for this many milliseconds for readers that see the
     /// same thing (same cgroups and container): 0 renders every read.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub cache_ms: u64,
 }

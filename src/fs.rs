@@ -10,6 +10,7 @@
 //! through the page cache, which the kernel drops at every open; see
 //! `raise_size` for what that asks of the file size.
 
+use crate::metrics::{self, Kind};
 use crate::view::{VFile, Views};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -23,7 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ROOT: u64 = 1;
 const PROC: u64 = 2;
@@ -32,6 +33,9 @@ const SYS_DEVICES: u64 = 4;
 const SYS_SYSTEM: u64 = 5;
 const CPU_DIR: u64 = 6;
 const BLOCK_DIR: u64 = 7;
+/// `.proclens/metrics`: the daemon's counters, for root only.
+const META_DIR: u64 = 8;
+const METRICS: u64 = 9;
 /// Virtual files: FIRST_FILE + index in `VFile::ALL`.
 const FIRST_FILE: u64 = 10;
 /// Passthrough entries below the cpu directory get inodes from here on.
@@ -52,7 +56,7 @@ fn ino_vfile(ino: u64) -> Option<VFile> {
 }
 
 /// Fixed directories: (inode, parent, name).
-const DIRS: [(u64, u64, &str); 7] = [
+const DIRS: [(u64, u64, &str); 8] = [
     (ROOT, ROOT, ""),
     (PROC, ROOT, "proc"),
     (SYS, ROOT, "sys"),
@@ -60,6 +64,7 @@ const DIRS: [(u64, u64, &str); 7] = [
     (SYS_SYSTEM, SYS_DEVICES, "system"),
     (CPU_DIR, SYS_SYSTEM, "cpu"),
     (BLOCK_DIR, SYS, "block"),
+    (META_DIR, ROOT, ".proclens"),
 ];
 
 /// Passthrough trees, as paths below `sys/` (the node table's keys).
@@ -100,6 +105,8 @@ struct Nodes {
 #[derive(Debug, Clone)]
 enum Source {
     Virtual(VFile),
+    /// `.proclens/metrics`.
+    Metrics,
     /// `block/<disk>/stat`, rendered for the reader.
     BlockStat(String),
     /// Any other file of a passthrough tree, read from the host.
@@ -124,6 +131,7 @@ pub struct ProcLens {
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     started: SystemTime,
+    serving_since: Instant,
 }
 
 fn errno(e: &std::io::Error) -> Errno {
@@ -140,6 +148,7 @@ impl ProcLens {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: SystemTime::now(),
+            serving_since: Instant::now(),
         }
     }
 
@@ -270,6 +279,11 @@ impl ProcLens {
             a.size = self.content(&Source::Virtual(f), pid)?.len() as u64;
             return Ok((a, STABLE_TTL));
         }
+        if ino == METRICS {
+            let mut a = self.attr(ino, FileType::RegularFile, 0o400);
+            a.size = self.metrics_text().len() as u64;
+            return Ok((a, NO_TTL));
+        }
         let rel = self.node_path(ino).ok_or(Errno::ENOENT)?;
         Ok((self.host_attr(ino, &rel, pid)?, NO_TTL))
     }
@@ -297,6 +311,9 @@ impl ProcLens {
         };
         if let Some(f) = files.iter().find(|f| f.name() == name) {
             return self.getattr_ino(vfile_ino(*f), pid);
+        }
+        if parent == META_DIR && name == "metrics" {
+            return self.getattr_ino(METRICS, pid);
         }
         if tree_root(parent).is_none() && parent < FIRST_DYNAMIC {
             return Err(Errno::ENOENT);
@@ -327,6 +344,9 @@ impl ProcLens {
         };
         for f in files {
             out.push((vfile_ino(*f), FileType::RegularFile, f.name().to_owned()));
+        }
+        if ino == META_DIR {
+            out.push((METRICS, FileType::RegularFile, "metrics".to_owned()));
         }
         let rel = match tree_root(ino) {
             Some(root) => root.to_owned(),
@@ -371,6 +391,16 @@ impl ProcLens {
         Ok(out)
     }
 
+    fn metrics_text(&self) -> String {
+        let (cpu_accounts, load_averages) = self.views.state_counts();
+        self.views.metrics().render(metrics::State {
+            fallbacks: self.views.fallbacks(),
+            cpu_accounts,
+            load_averages,
+            uptime: self.serving_since.elapsed(),
+        })
+    }
+
     /// A bind-mounted file is opened without a LOOKUP, so the kernel's i_size
     /// is whatever the last LOOKUP, GETATTR or short page-cache read left, and
     /// sendfile(2)/splice, which go through the page cache even for direct
@@ -402,6 +432,7 @@ impl ProcLens {
     /// Produces a file's content for `pid`.
     fn content(&self, source: &Source, pid: u32) -> Result<Arc<Vec<u8>>, Errno> {
         match source {
+            Source::Metrics => Ok(Arc::new(self.metrics_text().into_bytes())),
             Source::Virtual(f) => self.views.read(*f, pid).map_err(|e| {
                 log::error!("{}: {e}", f.host_path());
                 Errno::EIO
@@ -458,6 +489,9 @@ impl Filesystem for ProcLens {
         }
         let source = match ino_vfile(ino.0) {
             Some(f) => Source::Virtual(f),
+            // Mode 0400 root: FUSE leaves permission checks to us.
+            None if ino.0 == METRICS && req.uid() != 0 => return reply.error(Errno::EACCES),
+            None if ino.0 == METRICS => Source::Metrics,
             None => match self.node_path(ino.0) {
                 Some(rel) => match block_stat_disk(&rel) {
                     Some(disk) => Source::BlockStat(disk.to_owned()),
@@ -467,7 +501,18 @@ impl Filesystem for ProcLens {
             },
         };
         let pid = req.pid();
-        let data = match self.content(&source, pid) {
+        let t = Instant::now();
+        let data = self.content(&source, pid);
+        let kind = match &source {
+            Source::Virtual(f) => Some(Kind::Virtual(*f)),
+            Source::BlockStat(_) => Some(Kind::BlockStat),
+            Source::Host(_) => Some(Kind::Sysfs),
+            Source::Metrics => None,
+        };
+        if let Some(k) = kind {
+            self.views.metrics().opened(k, t.elapsed(), data.is_ok());
+        }
+        let data = match data {
             Ok(d) => d,
             Err(e) => return reply.error(e),
         };

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod fs;
 pub mod host;
 pub mod loadavg;
+pub mod metrics;
 pub mod ocihook;
 pub mod remount;
 pub mod render;

@@ -60,6 +60,21 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", proclens::binds::k8s_volumes(&mp.mountpoint));
             Ok(())
         }
+        Command::Status { mp } => {
+            let path = mp.mountpoint.join(".proclens/metrics");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (is proclens mount serving there?)",
+                    path.display()
+                )
+            })?;
+            print!(
+                "{}",
+                proclens::metrics::report(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            );
+            Ok(())
+        }
         Command::Generate { what } => generate(what),
     }
 }

@@ -8,6 +8,7 @@ use crate::cgroup::{self, Cgroups, Dir, Placement};
 use crate::cputime::{Account, Sample};
 use crate::host::{self, Host};
 use crate::loadavg::Tracker;
+use crate::metrics::Metrics;
 use crate::render::{self, meminfo, RenderError};
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -117,14 +118,21 @@ pub struct Options {
     pub cache: Duration,
 }
 
-/// The oldest content a reader may be handed.
+/// The oldest content a reader may ever be handed (`--cache-ms` at most).
 pub const MAX_CACHE: Duration = Duration::from_millis(100);
+
+/// The default reuse: a burst of readers (htop's threads, an agent reading
+/// eight files, many processes of one container in a loop) shares one
+/// rendering, while a tool that reads, acts and reads again (psutil's
+/// deltas, `dd` then `cat /proc/diskstats`) almost always sees what it did,
+/// and one polling at 10 Hz (`watch -n 0.1`) always gets a fresh rendering.
+pub const DEFAULT_CACHE: Duration = Duration::from_millis(20);
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             cfs: true,
-            cache: MAX_CACHE,
+            cache: DEFAULT_CACHE,
         }
     }
 }
@@ -190,6 +198,7 @@ pub struct Views {
     fallbacks: AtomicU64,
     logged: Mutex<HashMap<String, Instant>>,
     cache: Mutex<HashMap<ViewKey, Slot>>,
+    metrics: Metrics,
 }
 
 /// The CPUs a container sees and how much CPU time it may use per second.
@@ -214,6 +223,7 @@ impl Views {
             fallbacks: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
         })
     }
 
@@ -223,6 +233,11 @@ impl Views {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+
+    /// The daemon's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// How many reads got the host's file because rendering failed.
@@ -298,9 +313,11 @@ impl Views {
         let mut cached = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, data)) = cached.as_ref() {
             if at.elapsed() < ttl {
+                self.metrics.cache(true);
                 return Ok(data.clone());
             }
         }
+        self.metrics.cache(false);
         // The age counts from before the inputs are read.
         let at = Instant::now();
         let (data, rendered) = self.render_or_host(file, &caller)?;
