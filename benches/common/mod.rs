@@ -156,13 +156,19 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn proclens(mp: &Path) -> Daemon {
+        Daemon::proclens_with(mp, &[], "proclens")
+    }
+
+    /// proclens with extra `mount` options, e.g. `--cache-ms 0`.
+    pub fn proclens_with(mp: &Path, args: &[&str], name: &'static str) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_proclens"))
             .arg("mount")
+            .args(args)
             .arg(mp)
             .stdin(Stdio::null())
             .spawn()
             .expect("start proclens");
-        Daemon::ready(child, mp, "proclens", "proc/meminfo")
+        Daemon::ready(child, mp, name, "proc/meminfo")
     }
 
     /// `lxcfs -l` (load averages) with `--enable-cfs` (CPU views from the
