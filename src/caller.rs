@@ -59,7 +59,7 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
 /// Reads the stat of a process or thread below `root`.
 pub fn read_stat(root: &Path, pid: u32) -> Result<ProcStat, Error> {
     let path = root.join(format!("proc/{pid}/stat"));
-    let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
+    let text = crate::kfile::read_text(&path).map_err(|error| Error::Read {
         path: path.clone(),
         error,
     })?;
@@ -256,7 +256,7 @@ impl Resolver {
         stat: ProcStat,
     ) -> Result<Caller, Error> {
         let path = self.root.join(format!("proc/{pid}/cgroup"));
-        let text = std::fs::read_to_string(&path).map_err(|error| Error::Read {
+        let text = crate::kfile::read_text(&path).map_err(|error| Error::Read {
             path: path.clone(),
             error,
         })?;
@@ -335,7 +335,7 @@ impl Resolver {
 
     /// The pid a process has in its own pid namespace (last `NSpid` field).
     fn innermost_pid(&self, pid: u32) -> Option<u32> {
-        let status = std::fs::read_to_string(self.root.join(format!("proc/{pid}/status"))).ok()?;
+        let status = crate::kfile::read_text(&self.root.join(format!("proc/{pid}/status"))).ok()?;
         parse_innermost_pid(&status)
     }
 

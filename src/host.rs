@@ -29,7 +29,7 @@ impl Host {
     /// A file by its absolute path, e.g. "/proc/meminfo".
     pub fn read(&self, abs: &str) -> Result<String, Error> {
         let path = self.root.join(abs.trim_start_matches('/'));
-        std::fs::read_to_string(&path).map_err(|error| Error { path, error })
+        crate::kfile::read_text(&path).map_err(|error| Error { path, error })
     }
 
     /// Online CPUs from `/sys/devices/system/cpu/online`.

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod diff;
 pub mod fs;
 pub mod host;
+pub mod kfile;
 pub mod loadavg;
 pub mod metrics;
 pub mod ocihook;

@@ -586,15 +586,16 @@ impl Views {
 
     /// One load-average cycle, and pruning of state for cgroups now gone.
     pub fn sample(&self) {
-        self.load.sample(|dir| {
-            if !dir.path.is_dir() {
-                return None;
+        self.load.sample(|dir| match self.count_states(dir, 0) {
+            Ok((r, d, _)) => Some((r + d) as u64),
+            // The task list of a removed cgroup is gone with it.
+            Err(cgroup::Error::Read { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
             }
-            // A read error on a live cgroup counts as no active tasks.
-            Some(
-                self.count_states(dir, 0)
-                    .map_or(0, |(r, d, _)| (r + d) as u64),
-            )
+            // Another read error on a live cgroup counts as no active tasks.
+            Err(_) => Some(0),
         });
         if let Ok(mut a) = self.accounts.lock() {
             a.retain(|(path, _), _| path.is_dir());

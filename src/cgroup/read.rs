@@ -9,7 +9,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 pub(super) fn text(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|error| Error::Read {
+    crate::kfile::read_text(path).map_err(|error| Error::Read {
         path: path.to_owned(),
         error,
     })
@@ -18,7 +18,7 @@ pub(super) fn text(path: &Path) -> Result<String, Error> {
 /// Like [`text`], but a missing file is `None` (an older kernel, a
 /// controller file that only exists below the root, swap accounting off).
 pub(super) fn text_opt(path: &Path) -> Result<Option<String>, Error> {
-    match std::fs::read_to_string(path) {
+    match crate::kfile::read_text(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(error) => Err(Error::Read {
