@@ -37,7 +37,10 @@ fn metrics_count_a_containers_reads_and_only_root_may_read_them() {
     assert!(hits + misses >= 5.0, "{after}");
     let count = sample(&after, "proclens_render_seconds_count").expect("histogram count");
     let inf = sample(&after, r#"proclens_render_seconds_bucket{le="+Inf"}"#).expect("+Inf");
-    assert_eq!(count, inf, "the +Inf bucket holds every observation:\n{after}");
+    assert_eq!(
+        count, inf,
+        "the +Inf bucket holds every observation:\n{after}"
+    );
     assert!(
         sample(&after, "proclens_tracked_cpu_accounts").is_some()
             && sample(&after, "proclens_fallbacks_total") == Some(0.0),
@@ -74,7 +77,10 @@ fn metrics_count_a_containers_reads_and_only_root_may_read_them() {
         .and_then(|v| v.parse().ok())
         .expect("opens column");
     assert!(shown >= opens_before + 5.0, "{status}");
-    assert!(status.contains("fallbacks to the host's file: 0"), "{status}");
+    assert!(
+        status.contains("fallbacks to the host's file: 0"),
+        "{status}"
+    );
 }
 
 #[test]
