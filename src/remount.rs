@@ -11,8 +11,9 @@
 //! always has a new connection, and every bind of the old one is replaced:
 //!
 //! 1. find them: `/proc/<pid>/mountinfo` of one process per mount namespace
-//!    (namespaces told apart by the inode of `/proc/<pid>/ns/mnt`), entries
-//!    of type `fuse.proclens` whose source is this mount point's fsname;
+//!    (namespaces told apart by the inode of `/proc/<pid>/ns/mnt`), FUSE
+//!    entries (fuser's own mount gives plain `fuse`, no subtype) whose
+//!    source is this mount point's fsname;
 //!    field 4 is the path inside our filesystem, field 5 the mount point as
 //!    that process sees it, major:minor tells one connection from another;
 //! 2. for each namespace, in the host namespace, clone the same path of the
