@@ -389,12 +389,18 @@ fn procps_uptime_in_a_fresh_container() {
         out.contains(" up 0 min,"),
         "`uptime` in a container started 3 s ago should say `up 0 min`:\n{out}"
     );
-    // A fresh idle container's load is 0.00; the discriminating load checks
-    // (the host's load > 1 meanwhile) are in `loadavg_follows_the_kernel_formula`.
+    // A fresh idle container's load is at most what one sample with one
+    // active task leaves: tracking starts when the bind mount first looks the
+    // file up, while the container's setup still runs (under the VM's TCG a
+    // task paging in a binary over 9p sits in D state for a while). The
+    // discriminating load checks (the host's load > 1 meanwhile) are in
+    // `loadavg_follows_the_kernel_formula`.
     let load = load_fields(out.lines().next().unwrap_or_default());
-    assert_eq!(
-        load, [0.0; 3],
-        "fresh idle container's load average:\n{out}"
+    let one_sample = [0.08, 0.02, 0.01];
+    assert!(
+        load.iter().zip(one_sample).all(|(got, max)| *got <= max),
+        "fresh idle container's load average should be at most {one_sample:?} (one sample \
+         of one active task):\n{out}"
     );
 }
 
