@@ -135,21 +135,14 @@ impl Filesystem for Floor {
     }
 }
 
-/// Serves the floor at `mp` until killed, with proclens's session settings.
+/// Serves the floor at `mp` until killed, with proclens's own session
+/// settings.
 fn serve_floor(mp: &Path) {
     std::fs::create_dir_all(mp).expect("floor mountpoint");
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
+    let config = proclens::worker::session_config(vec![
         fuser::MountOption::FSName("floor".into()),
         fuser::MountOption::RO,
-    ];
-    config.acl = fuser::SessionACL::All;
-    config.n_threads = Some(
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2),
-    );
-    config.clone_fd = true;
+    ]);
     let fs = Floor {
         handles: Mutex::new(HashMap::new()),
         next: AtomicU64::new(1),

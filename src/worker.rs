@@ -229,18 +229,13 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
     }
 }
 
-/// Mounts our filesystem at `at` and starts serving it.
-fn mount(at: &Path, mp: &Path, views: Arc<Views>) -> Result<fuser::BackgroundSession> {
+/// The session settings proclens serves with (the FUSE latency bench
+/// serves its floor with them too): every user of every container may read;
+/// one worker thread per CPU, at least two, each on its own cloned
+/// /dev/fuse descriptor.
+pub fn session_config(mount_options: Vec<fuser::MountOption>) -> fuser::Config {
     let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        fuser::MountOption::FSName(fsname(mp).to_string_lossy().into_owned()),
-        fuser::MountOption::Subtype("proclens".into()),
-        fuser::MountOption::RO,
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoDev,
-        fuser::MountOption::NoExec,
-    ];
-    // Readers are every user of every container.
+    config.mount_options = mount_options;
     config.acl = fuser::SessionACL::All;
     config.n_threads = Some(
         std::thread::available_parallelism()
@@ -248,6 +243,19 @@ fn mount(at: &Path, mp: &Path, views: Arc<Views>) -> Result<fuser::BackgroundSes
             .max(2),
     );
     config.clone_fd = true;
+    config
+}
+
+/// Mounts our filesystem at `at` and starts serving it.
+fn mount(at: &Path, mp: &Path, views: Arc<Views>) -> Result<fuser::BackgroundSession> {
+    let config = session_config(vec![
+        fuser::MountOption::FSName(fsname(mp).to_string_lossy().into_owned()),
+        fuser::MountOption::Subtype("proclens".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoExec,
+    ]);
     let notifier = Arc::new(std::sync::OnceLock::new());
     let session = fuser::Session::new(ProcLens::new(views, notifier.clone()), at, &config)
         .with_context(|| format!("mounting FUSE at {}", at.display()))?;
