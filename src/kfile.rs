@@ -1,8 +1,8 @@
 //! Reading kernel-generated text files (procfs, cgroupfs, sysfs) on the
 //! read path. Their size is unknown until read (stat says 0 or 4096), so
 //! `std::fs::read_to_string`'s size hint is an fstat that tells nothing:
-//! one syscall in four per file, saved here by reading into a buffer sized
-//! for such files.
+//! one of five syscalls per file (open, fstat, two reads, close), saved
+//! here by reading into a buffer sized for such files.
 
 use std::io::{ErrorKind, Read};
 use std::path::Path;
