@@ -139,7 +139,7 @@ impl Filesystem for Floor {
 /// settings.
 fn serve_floor(mp: &Path) {
     std::fs::create_dir_all(mp).expect("floor mountpoint");
-    let config = proclens::worker::session_config(vec![
+    let config = proclens::serve::fuse::session_config(vec![
         fuser::MountOption::FSName("floor".into()),
         fuser::MountOption::RO,
     ]);

@@ -4,9 +4,10 @@
 //! v1 container on a 256-CPU host with 300 disks (tests/fixtures/make-big.py).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use proclens::cgroup::parse;
+use proclens::container::view::{Options, Views};
+use proclens::container::VFile;
 use proclens::render;
-use proclens::view::{Options, VFile, Views};
+use proclens::source::cgroup::parse;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ fn parsers(c: &mut Criterion) {
     });
     let mi = std::fs::read_to_string(fixture("v1").join("proc/self/mountinfo")).expect("mountinfo");
     c.bench_function("parse/mountinfo", |b| {
-        b.iter(|| proclens::cgroup::mounts::parse_mountinfo(black_box(&mi)).expect("parse"))
+        b.iter(|| proclens::source::cgroup::mounts::parse_mountinfo(black_box(&mi)).expect("parse"))
     });
     c.bench_function("parse/cpu_list", |b| {
         b.iter(|| parse::cpu_list(black_box("0-63,128-191,255")).expect("parse"))
@@ -104,15 +105,17 @@ fn caller_parsers(c: &mut Criterion) {
     let pid = reader("v1");
     let stat = text("v1", &format!("proc/{pid}/stat"));
     c.bench_function("parse/proc_pid_stat", |b| {
-        b.iter(|| proclens::caller::parse_stat(black_box(&stat)).expect("parse"))
+        b.iter(|| proclens::source::proc::parse_stat(black_box(&stat)).expect("parse"))
     });
     let cgroup = text("v1", &format!("proc/{pid}/cgroup"));
     c.bench_function("parse/proc_pid_cgroup", |b| {
-        b.iter(|| proclens::cgroup::mounts::parse_proc_cgroup(black_box(&cgroup)).expect("parse"))
+        b.iter(|| {
+            proclens::source::cgroup::mounts::parse_proc_cgroup(black_box(&cgroup)).expect("parse")
+        })
     });
     let status = text("v1", &format!("proc/{pid}/status"));
     c.bench_function("parse/nspid", |b| {
-        b.iter(|| proclens::caller::parse_innermost_pid(black_box(&status)))
+        b.iter(|| proclens::source::proc::parse_innermost_pid(black_box(&status)))
     });
     let all = text(
         "big",

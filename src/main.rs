@@ -1,103 +1,5 @@
-use anyhow::{bail, Context, Result};
 use clap::Parser;
-use proclens::cli::{Cli, Command, Generate, Target, ViewOpts};
-use proclens::view::{Options, VFile, Views};
-use std::path::Path;
-use std::sync::Arc;
-
-fn options(o: ViewOpts) -> Options {
-    Options {
-        cfs: !o.no_cfs_cpus,
-        cache: std::time::Duration::from_millis(o.cache_ms),
-    }
-}
-
-fn caller(views: &Views, t: &Target) -> Result<Arc<proclens::caller::Caller>> {
-    match (t.pid, &t.cgroup) {
-        (Some(pid), _) => views
-            .caller(pid)
-            .with_context(|| format!("resolving pid {pid}")),
-        (None, Some(cg)) => views
-            .caller_in_cgroup(cg)
-            .with_context(|| format!("resolving cgroup {cg}")),
-        (None, None) => bail!("give --pid or --cgroup"),
-    }
-}
-
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Mount { mountpoint, opts } => proclens::daemon::run(&mountpoint, options(opts)),
-        Command::Show { file, target, opts } => {
-            let f = VFile::from_cli(&file).with_context(|| {
-                format!("unknown file {file:?}: one of meminfo cpuinfo stat loadavg uptime diskstats swaps cpu/online cpu/possible cpu/present")
-            })?;
-            let views = Views::new(Path::new("/"), options(opts))?;
-            let c = caller(&views, &target)?;
-            match views.render(f, &c) {
-                Ok(s) => print!("{s}"),
-                Err(e) => {
-                    eprintln!(
-                        "proclens: {e}; the reader gets the host's {}",
-                        f.host_path()
-                    );
-                    print!("{}", views.host().read(&f.host_path())?);
-                }
-            }
-            Ok(())
-        }
-        Command::Diff { target, opts } => {
-            let views = Views::new(Path::new("/"), options(opts))?;
-            let c = caller(&views, &target)?;
-            print!("{}", proclens::diff::run(&views, &c)?);
-            Ok(())
-        }
-        Command::OciHook { mp } => proclens::ocihook::run(&mp.mountpoint),
-        Command::DockerArgs { mp } => {
-            println!("{}", proclens::binds::docker_args(&mp.mountpoint));
-            Ok(())
-        }
-        Command::K8sVolumes { mp } => {
-            print!("{}", proclens::binds::k8s_volumes(&mp.mountpoint));
-            Ok(())
-        }
-        Command::Status { mp } => {
-            let path = mp.mountpoint.join(".proclens/metrics");
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading {} (is proclens mount serving there?)",
-                    path.display()
-                )
-            })?;
-            print!(
-                "{}",
-                proclens::metrics::report(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            );
-            Ok(())
-        }
-        Command::Generate { what } => generate(what),
-    }
-}
-
-/// Writes the man pages or a completion script from the clap definitions.
-fn generate(what: Generate) -> Result<()> {
-    use clap::CommandFactory;
-    let cmd = Cli::command();
-    match what {
-        Generate::Man { dir } => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            clap_mangen::generate_to(cmd, &dir)
-                .with_context(|| format!("writing man pages into {}", dir.display()))?;
-        }
-        Generate::Completions { shell, dir } => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let mut cmd = cmd;
-            clap_complete::generate_to(shell, &mut cmd, "proclens", &dir)
-                .with_context(|| format!("writing {shell} completions into {}", dir.display()))?;
-        }
-    }
-    Ok(())
-}
+use proclens::cli::{self, args::Cli};
 
 fn main() {
     let cli = Cli::parse();
@@ -110,7 +12,7 @@ fn main() {
         .format_timestamp(None)
         .target(env_logger::Target::Stderr)
         .init();
-    if let Err(e) = run(cli) {
+    if let Err(e) = cli::run(cli) {
         eprintln!("proclens: {e:#}");
         std::process::exit(1);
     }

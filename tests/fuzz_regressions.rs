@@ -25,7 +25,10 @@ fn proc_pid_stat_crashers_are_errors() {
     // Both crashed procfs-core's Stat parser (slice out of bounds).
     for data in inputs("proc_pid") {
         let text = String::from_utf8_lossy(&data[1..]);
-        assert!(proclens::caller::parse_stat(&text).is_err(), "{text:?}");
+        assert!(
+            proclens::source::proc::parse_stat(&text).is_err(),
+            "{text:?}"
+        );
     }
 }
 
@@ -34,6 +37,6 @@ fn mountinfo_crashers_parse_without_overflow() {
     // Both had an octal escape above \377 in a mount point.
     for data in inputs("mountinfo") {
         let text = String::from_utf8_lossy(&data);
-        let _ = proclens::cgroup::mounts::parse_mountinfo(&text);
+        let _ = proclens::source::cgroup::mounts::parse_mountinfo(&text);
     }
 }

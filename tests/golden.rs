@@ -4,7 +4,8 @@
 //! hand from the captured files (see the comments and tests/fixtures/*/README.md),
 //! each assertion names the DESIGN.md rule it checks.
 
-use proclens::view::{Options, VFile, Views};
+use proclens::container::view::{Options, Views};
+use proclens::container::VFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -420,7 +420,7 @@ fn a_broken_new_binary_leaves_the_old_one_serving() {
 fn a_panicking_rendering_gets_the_host_file_and_everyone_else_is_served() {
     let _serial = serial();
     let dir = temp_dir();
-    // The trigger exists in debug builds only (src/testhook.rs).
+    // The trigger exists in debug builds only (src/container/testhook.rs).
     let d = Daemon::start_program(
         dir.path(),
         Path::new(proclens_bin()),

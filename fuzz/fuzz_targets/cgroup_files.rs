@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proclens::cgroup::parse;
+use proclens::source::cgroup::parse;
 use std::collections::BTreeMap;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +18,8 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(m) = parse::flat_keyed(text) {
-                let _ = proclens::cgroup::MemStat::from_v1(&m);
-                let _ = proclens::cgroup::MemStat::from_v2(&m);
+                let _ = proclens::source::cgroup::MemStat::from_v1(&m);
+                let _ = proclens::source::cgroup::MemStat::from_v2(&m);
             }
         }
         2 => {

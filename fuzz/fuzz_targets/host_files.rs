@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proclens::cgroup::{IoCounters, MemStat, Memory};
+use proclens::source::cgroup::{IoCounters, MemStat, Memory};
 use proclens::render::{cpuinfo, diskstats, meminfo, stat, swaps};
 use std::collections::BTreeMap;
 

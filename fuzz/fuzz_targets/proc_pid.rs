@@ -8,20 +8,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else { return };
     match which % 4 {
         0 => {
-            let _ = proclens::caller::parse_stat(text);
+            let _ = proclens::source::proc::parse_stat(text);
         }
         1 => {
-            if let Ok(m) = proclens::cgroup::mounts::parse_proc_cgroup(text) {
+            if let Ok(m) = proclens::source::cgroup::mounts::parse_proc_cgroup(text) {
                 for p in m.v1.values().chain(m.v2.iter()) {
                     assert!(p.starts_with('/'));
                 }
             }
         }
         2 => {
-            let _ = proclens::caller::parse_innermost_pid(text);
+            let _ = proclens::source::proc::parse_innermost_pid(text);
         }
         _ => {
-            let _ = proclens::caller::parse_ns_link(text);
+            let _ = proclens::source::proc::parse_ns_link(text);
         }
     }
 });

@@ -1,7 +1,7 @@
 //! /proc/diskstats: host device lines with the container's own counts
 //! (Documentation/admin-guide/iostats.rst for the field order).
 
-use crate::cgroup::{DevNum, IoCounters};
+use crate::source::cgroup::{DevNum, IoCounters};
 use std::collections::BTreeMap;
 
 /// Bytes to 512-byte sectors, the unit diskstats counts in.

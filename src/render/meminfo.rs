@@ -1,7 +1,7 @@
 //! /proc/meminfo from the memory controller (DESIGN.md section 4, meminfo).
 
 use super::RenderError;
-use crate::cgroup::Memory;
+use crate::source::cgroup::Memory;
 use std::collections::HashMap;
 
 /// Parses "Key:   123 kB" lines into kB values (lines without a unit, such

@@ -36,8 +36,11 @@
 //! mounts of the dead connection and re-attaches them. Either way the
 //! containers need no action.
 
-use crate::view::Options;
-use crate::worker::{self, Mode};
+use super::mountpoint::{clear_stale, preflight};
+use super::privileges::drop_capabilities;
+use super::protocol::{self, Mode};
+use super::worker;
+use crate::container::view::Options;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -51,84 +54,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Refuses to start where proclens cannot work, with one clear line.
-pub fn preflight() -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("proclens mount must run as root (it mounts a FUSE filesystem and reads every process's cgroup)");
-    }
-    if !Path::new("/dev/fuse").exists() {
-        bail!("/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device into this container");
-    }
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let nspid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map(|v| v.split_whitespace().count())
-        .unwrap_or(1);
-    if nspid > 1 {
-        bail!("proclens must run in the host's pid namespace (FUSE reports reader pids in the daemon's namespace); run it on the host, or with --pid=host");
-    }
-    Ok(())
-}
-
-/// The FUSE mounts at `mp`, from our mountinfo (fields 5 and 9+).
-fn fuse_mounts_at(mp: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let mp = mp.to_string_lossy().replace(' ', "\\040");
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            let fstype = *f.get(sep + 1)?;
-            (f.get(4) == Some(&mp.as_str()) && fstype.starts_with("fuse"))
-                .then(|| fstype.to_owned())
-        })
-        .collect())
-}
-
-/// Whether a FUSE mount answers: a dead daemon's mount fails with ENOTCONN
-/// at once; a live one answers; a hung one does not answer (we stop waiting).
-fn probe(mp: &Path) -> Option<std::io::Result<()>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = mp.to_owned();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::fs::metadata(&p).map(|_| ()));
-    });
-    rx.recv_timeout(Duration::from_secs(2)).ok()
-}
-
-/// Replaces a stale mount left by a crashed daemon; refuses a live one.
-pub(crate) fn clear_stale(mp: &Path) -> Result<()> {
-    for _ in 0..16 {
-        let mounts = fuse_mounts_at(mp)?;
-        let Some(fstype) = mounts.last() else {
-            return Ok(());
-        };
-        match probe(mp) {
-            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                log::warn!(
-                    "{}: replacing the stale {fstype} mount of a daemon that is gone",
-                    mp.display()
-                );
-                nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH)
-                    .with_context(|| format!("unmounting stale {}", mp.display()))?;
-            }
-            Some(_) => bail!(
-                "{} is already served by a live {fstype} daemon; stop it first",
-                mp.display()
-            ),
-            None => bail!(
-                "{} is a {fstype} mount whose daemon does not answer; stop it first",
-                mp.display()
-            ),
-        }
-    }
-    bail!("{}: too many stacked stale mounts", mp.display())
-}
 
 /// How long a new worker may take to mount and re-point every mount.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -181,7 +106,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
     let mp: PathBuf = std::path::absolute(mountpoint)
         .with_context(|| format!("resolving {}", mountpoint.display()))?;
-    match std::env::var(worker::ENV_MODE).as_deref() {
+    match std::env::var(protocol::ENV_MODE).as_deref() {
         Ok("fresh") => return worker::run(&mp, opts, Mode::Fresh),
         Ok("successor") => return worker::run(&mp, opts, Mode::Successor),
         _ => {}
@@ -223,7 +148,7 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
                 sup.exe.display(),
                 sup.serving.as_ref().map_or(0, |c| c.pid)
             );
-            crate::sdnotify::notify("READY=1");
+            super::sdnotify::notify("READY=1");
         }
         None => {
             let child = sup
@@ -234,14 +159,14 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
         }
     }
     // systemd Type=notify: READY=1 once the mount answers, then the watchdog.
-    crate::sdnotify::ready_when_serving(&mp);
+    super::sdnotify::ready_when_serving(&mp);
 
     loop {
         match wait_signal(&signals, Duration::from_secs(1)) {
             Some(Signal::SIGHUP) => sup.reload(),
             Some(Signal::SIGCHLD) | None => {}
             Some(sig) => {
-                crate::sdnotify::stopping();
+                super::sdnotify::stopping();
                 log::info!("{sig}: stopping; unmounting {}", mp.display());
                 sup.stop();
                 return Ok(());
@@ -275,13 +200,13 @@ impl Supervisor {
         cmd.arg0(&self.exe)
             .args(self.args.iter().skip(1))
             .env(
-                worker::ENV_MODE,
+                protocol::ENV_MODE,
                 match mode {
                     Mode::Fresh => "fresh",
                     Mode::Successor => "successor",
                 },
             )
-            .env(worker::ENV_PARENT, std::process::id().to_string())
+            .env(protocol::ENV_PARENT, std::process::id().to_string())
             .env_remove(ENV_STATE);
         cmd.stdin(match state {
             Some(s) => Stdio::from(memfd_with(s)?),
@@ -291,10 +216,10 @@ impl Supervisor {
         // SAFETY: between fork and exec only dup2/fcntl, async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
-                if fd == worker::CTL_FD {
+                if fd == protocol::CTL_FD {
                     let fl = libc::fcntl(fd, libc::F_GETFD);
                     libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
-                } else if libc::dup2(fd, worker::CTL_FD) < 0 {
+                } else if libc::dup2(fd, protocol::CTL_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -355,7 +280,7 @@ impl Supervisor {
     /// SIGHUP: replace the worker by one of the installed binary, then
     /// re-execute ourselves from it. On failure the old worker keeps serving.
     fn reload(&mut self) {
-        crate::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        super::sdnotify::notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         log::info!("SIGHUP: reloading from {}", self.exe.display());
         let done = self.try_reload();
         if let Err(e) = &done {
@@ -364,7 +289,7 @@ impl Supervisor {
                 self.serving.as_ref().map_or(0, |c| c.pid)
             );
         }
-        crate::sdnotify::notify("READY=1");
+        super::sdnotify::notify("READY=1");
     }
 
     fn try_reload(&mut self) -> Result<()> {
@@ -634,67 +559,4 @@ fn monotonic_usec() -> u64 {
     // SAFETY: writes into a timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
-}
-
-/// CAP_SYS_ADMIN (mount, unmount, open_tree, move_mount, and setns into a
-/// container's mount namespace), CAP_SYS_CHROOT (setns into a mount
-/// namespace requires it too, and re-pointing chroots into a container's
-/// root on its own thread) and CAP_SYS_PTRACE (reading `/proc/<pid>/ns/*`
-/// and `/proc/<pid>/root` of other users' processes) are all the daemon
-/// needs. (Numbers from include/uapi/linux/capability.h.)
-const KEEP_CAPS: [u32; 3] = [CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
-const CAP_SYS_CHROOT: u32 = 18;
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-
-/// Drops every other capability from this thread's sets and the bounding set
-/// before any thread starts (threads inherit them), and forbids regaining
-/// privileges through exec. Idempotent: a worker, or the supervisor after
-/// re-executing itself, runs it again with the bounding set already
-/// reduced (dropping from it again would need CAP_SETPCAP).
-pub(crate) fn drop_capabilities() -> Result<()> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .context("reading /proc/sys/kernel/cap_last_cap")?
-        .trim()
-        .parse()
-        .context("parsing /proc/sys/kernel/cap_last_cap")?;
-    // SAFETY (both prctl calls): integer arguments only.
-    let in_bounding = |cap: u32| unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1;
-    for cap in (0..=last).filter(|c| !KEEP_CAPS.contains(c) && in_bounding(*c)) {
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            bail!("PR_CAPBSET_DROP {cap}: {}", std::io::Error::last_os_error());
-        }
-    }
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut data = [Data::default(); 2];
-    for cap in KEEP_CAPS {
-        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
-        data[word].effective |= bit;
-        data[word].permitted |= bit;
-    }
-    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
-    let header = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    // SAFETY: capset reads a valid header and two data words we own.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        bail!("capset: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
 }

@@ -14,9 +14,12 @@
 //!   whole life), and exit when the kernel ends the session, which it does
 //!   once the last file of our connection is closed.
 
-use crate::fs::ProcLens;
-use crate::remount::{self, Dev};
-use crate::view::{Options, Views};
+use super::mountpoint::clear_stale;
+use super::privileges::drop_capabilities;
+use super::protocol::{fsname, Mode, CTL_FD, ENV_PARENT};
+use super::remount::{self, Dev};
+use crate::container::view::{Options, Views};
+use crate::serve::fuse;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
@@ -28,32 +31,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// The worker's end of the control socket.
-pub const CTL_FD: i32 = 3;
-/// Set by the supervisor in a worker's environment: `fresh` or `successor`.
-pub const ENV_MODE: &str = "PROCLENS_WORKER";
-/// The supervisor's pid, so a worker started after its parent died exits.
-pub const ENV_PARENT: &str = "PROCLENS_SUPERVISOR_PID";
-
-/// The mount source of the filesystem at `mp`: it names the mount point, so
-/// that recovery only ever touches the mounts of this daemon's filesystem,
-/// wherever a container bound them.
-pub fn fsname(mp: &Path) -> OsString {
-    let mut s = OsString::from("proclens:");
-    s.push(mp.as_os_str());
-    s
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// First start, or a restart after the worker died: take the mount
-    /// point (replacing a dead mount there) and re-attach dead mounts.
-    Fresh,
-    /// A reload: mount beside the live predecessor, take its state (on
-    /// stdin), move every mount of its connection to ours.
-    Successor,
-}
 
 struct Worker {
     mp: PathBuf,
@@ -94,7 +71,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
         signals.add(s);
     }
     signals.thread_block().context("blocking signals")?;
-    crate::daemon::drop_capabilities().context("dropping capabilities")?;
+    drop_capabilities().context("dropping capabilities")?;
 
     let views =
         Arc::new(Views::new(Path::new("/"), opts).context("reading the host's cgroup layout")?);
@@ -119,7 +96,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
 
     let at = match mode {
         Mode::Fresh => {
-            crate::daemon::clear_stale(mp)?;
+            clear_stale(mp)?;
             std::fs::create_dir_all(mp).with_context(|| format!("creating {}", mp.display()))?;
             mp.to_owned()
         }
@@ -134,7 +111,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
             stage
         }
     };
-    let bg = mount(&at, mp, views.clone()).inspect_err(|_| {
+    let session = fuse::serve(&at, &fsname(mp), views.clone()).inspect_err(|_| {
         if at != mp {
             let _ = std::fs::remove_dir(&at);
         }
@@ -161,15 +138,10 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
     // The session ends when the kernel drops our connection: unmounted and
     // no file open.
     let watcher = w.clone();
-    let mut bg = bg;
-    let session = std::mem::replace(&mut bg.guard, std::thread::spawn(|| Ok(())));
-    // fuser would unmount the path it mounted when `bg` drops; after a
-    // reload that path is our successor's.
-    std::mem::forget(bg);
     std::thread::Builder::new()
         .name("session".into())
         .spawn(move || {
-            let r = session.join();
+            let r = session.wait();
             if watcher.draining.load(Ordering::SeqCst) {
                 log::info!(
                     "pid {}: the last reader of the old connection is gone; exiting",
@@ -178,7 +150,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
                 std::process::exit(0);
             }
             log::error!(
-                "the FUSE session ended ({r:?}): {} was unmounted",
+                "the FUSE session ended ({r}): {} was unmounted",
                 watcher.mp.display()
             );
             std::process::exit(2);
@@ -227,40 +199,6 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
             Err(e) => bail!("waiting for signals: {e}"),
         }
     }
-}
-
-/// The session settings proclens serves with (the FUSE latency bench
-/// serves its floor with them too): every user of every container may read;
-/// one worker thread per CPU, at least two, each on its own cloned
-/// /dev/fuse descriptor.
-pub fn session_config(mount_options: Vec<fuser::MountOption>) -> fuser::Config {
-    let mut config = fuser::Config::default();
-    config.mount_options = mount_options;
-    config.acl = fuser::SessionACL::All;
-    config.n_threads = Some(
-        std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2),
-    );
-    config.clone_fd = true;
-    config
-}
-
-/// Mounts our filesystem at `at` and starts serving it.
-fn mount(at: &Path, mp: &Path, views: Arc<Views>) -> Result<fuser::BackgroundSession> {
-    let config = session_config(vec![
-        fuser::MountOption::FSName(fsname(mp).to_string_lossy().into_owned()),
-        fuser::MountOption::Subtype("proclens".into()),
-        fuser::MountOption::RO,
-        fuser::MountOption::NoSuid,
-        fuser::MountOption::NoDev,
-        fuser::MountOption::NoExec,
-    ]);
-    let notifier = Arc::new(std::sync::OnceLock::new());
-    let session = fuser::Session::new(ProcLens::new(views, notifier.clone()), at, &config)
-        .with_context(|| format!("mounting FUSE at {}", at.display()))?;
-    let _ = notifier.set(session.notifier());
-    session.spawn().context("starting FUSE workers")
 }
 
 /// A reload: moves every mount of the predecessor's connection (the one at
@@ -379,7 +317,7 @@ fn control(w: &Worker, ctl: UnixStream) {
 }
 
 fn sampler_loop(views: &Views) {
-    let mut next = Instant::now() + crate::loadavg::INTERVAL;
+    let mut next = Instant::now() + crate::container::loadavg::INTERVAL;
     loop {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         // While a successor takes the state over, the averages hold still.
@@ -393,10 +331,10 @@ fn sampler_loop(views: &Views) {
                 views.fallbacks()
             );
         }
-        next += crate::loadavg::INTERVAL;
+        next += crate::container::loadavg::INTERVAL;
         // Never try to catch up a backlog (after a suspend): skip ahead.
         if next < Instant::now() {
-            next = Instant::now() + crate::loadavg::INTERVAL;
+            next = Instant::now() + crate::container::loadavg::INTERVAL;
         }
     }
 }

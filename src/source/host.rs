@@ -29,14 +29,14 @@ impl Host {
     /// A file by its absolute path, e.g. "/proc/meminfo".
     pub fn read(&self, abs: &str) -> Result<String, Error> {
         let path = self.root.join(abs.trim_start_matches('/'));
-        crate::kfile::read_text(&path).map_err(|error| Error { path, error })
+        crate::source::kfile::read_text(&path).map_err(|error| Error { path, error })
     }
 
     /// Online CPUs from `/sys/devices/system/cpu/online`.
     pub fn online_cpus(&self) -> Result<Vec<u32>, Error> {
         let abs = "/sys/devices/system/cpu/online";
         let text = self.read(abs)?;
-        crate::cgroup::parse::cpu_list(&text).map_err(|e| Error {
+        crate::source::cgroup::parse::cpu_list(&text).map_err(|e| Error {
             path: self.root.join(abs.trim_start_matches('/')),
             error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
         })

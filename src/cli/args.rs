@@ -133,7 +133,7 @@ pub struct Target {
     /// A process id in the host's pid namespace.
     #[arg(long)]
     pub pid: Option<u32>,
-    /// A cgroup path as in /proc/<pid>/cgroup, e.g. /mycontainer.
+    /// A cgroup path as in /proc/PID/cgroup, e.g. /mycontainer.
     #[arg(long)]
     pub cgroup: Option<String>,
 }

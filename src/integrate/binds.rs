@@ -1,7 +1,7 @@
 //! The one list of files a container binds from the mount, and the helpers
 //! that print it for each runtime: `proclens docker-args` (docker/podman
 //! `-v` flags), `proclens k8s-volumes` (pod spec YAML), the OCI hook
-//! (`crate::ocihook`) and the LXC entries in `packaging/lxc/proclens.conf`
+//! (`super::ocihook`) and the LXC entries in `packaging/lxc/proclens.conf`
 //! (a unit test checks that file against this list).
 
 use std::fmt::Write as _;
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn lxc_conf_and_docker_args_agree() {
-        let shipped = include_str!("../packaging/lxc/proclens.conf");
+        let shipped = include_str!("../../packaging/lxc/proclens.conf");
         let docker: BTreeSet<(String, String)> = parse_docker(&docker_args(Path::new(MP)))
             .into_iter()
             .map(|(s, d, _)| (s, d))
@@ -310,7 +310,10 @@ mod tests {
     /// The shipped Kubernetes files mount the same set.
     #[test]
     fn kubernetes_files_mount_every_bind() {
-        for (file, text) in [("pod.yaml", include_str!("../packaging/kubernetes/pod.yaml"))] {
+        for (file, text) in [(
+            "pod.yaml",
+            include_str!("../../packaging/kubernetes/pod.yaml"),
+        )] {
             let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("valid YAML");
             let spec = &docs[0]["spec"];
             let vols = spec["volumes"].as_vec().expect("volumes");
@@ -337,7 +340,7 @@ mod tests {
     /// mount to the node path the pods bind from.
     #[test]
     fn daemonset_shares_the_mount_with_the_node() {
-        let text = include_str!("../packaging/kubernetes/daemonset.yaml");
+        let text = include_str!("../../packaging/kubernetes/daemonset.yaml");
         let docs = yaml_rust2::YamlLoader::load_from_str(text).expect("valid YAML");
         let ds = &docs[0];
         assert_eq!(ds["kind"].as_str(), Some("DaemonSet"));

@@ -2,14 +2,30 @@
 //! the file in any error. Effective limits are the minimum over the cgroup
 //! and its ancestors (a child can never use more than its parent allows).
 
+use super::mounts::Controller;
 use super::parse::{self, BlkioUnit, DevNum, IoCounters, ParseError};
-use super::{Controller, Dir, Error, Placement, Version};
+use super::placement::{Dir, Placement, Version};
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// An error that names the file and what went wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("parsing {path}: {error}")]
+    Parse {
+        path: PathBuf,
+        error: parse::ParseError,
+    },
+}
 
 pub(super) fn text(path: &Path) -> Result<String, Error> {
-    crate::kfile::read_text(path).map_err(|error| Error::Read {
+    crate::source::kfile::read_text(path).map_err(|error| Error::Read {
         path: path.to_owned(),
         error,
     })
@@ -18,7 +34,7 @@ pub(super) fn text(path: &Path) -> Result<String, Error> {
 /// Like [`text`], but a missing file is `None` (an older kernel, a
 /// controller file that only exists below the root, swap accounting off).
 pub(super) fn text_opt(path: &Path) -> Result<Option<String>, Error> {
-    match crate::kfile::read_text(path) {
+    match crate::source::kfile::read_text(path) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(error) => Err(Error::Read {

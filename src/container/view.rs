@@ -1,15 +1,17 @@
 //! Ties callers, cgroup readers, state and renderers together: given a
 //! virtual file and a reader, produce the bytes that reader sees. A failure
 //! to render gives the reader the host's file, logged once a minute per
-//! cause, never a crash or a torn file.
+//! cause, never a crash or a torn file. Knows nothing of FUSE: a front end
+//! hands it a pid and gets bytes back.
 
-use crate::caller::{self, Caller, Resolver};
-use crate::cgroup::{self, Cgroups, Dir, Placement};
-use crate::cputime::{Account, Sample};
-use crate::host::{self, Host};
-use crate::loadavg::Tracker;
-use crate::metrics::Metrics;
+use super::caller::{self, Caller, Resolver};
+use super::cputime::{Account, Sample};
+use super::loadavg::Tracker;
+use super::vfile::VFile;
 use crate::render::{self, meminfo, RenderError};
+use crate::source::cgroup::{self, Cgroups, Dir, Placement};
+use crate::source::host::{self, Host};
+use crate::source::proc;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,80 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The files proclens renders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VFile {
-    Meminfo,
-    Cpuinfo,
-    Stat,
-    Loadavg,
-    Uptime,
-    Diskstats,
-    Swaps,
-    CpuOnline,
-    CpuPossible,
-    CpuPresent,
-}
-
-impl VFile {
-    pub const PROC: [VFile; 7] = [
-        VFile::Meminfo,
-        VFile::Cpuinfo,
-        VFile::Stat,
-        VFile::Loadavg,
-        VFile::Uptime,
-        VFile::Diskstats,
-        VFile::Swaps,
-    ];
-    pub const CPU: [VFile; 3] = [VFile::CpuOnline, VFile::CpuPossible, VFile::CpuPresent];
-    pub const ALL: [VFile; 10] = [
-        VFile::Meminfo,
-        VFile::Cpuinfo,
-        VFile::Stat,
-        VFile::Loadavg,
-        VFile::Uptime,
-        VFile::Diskstats,
-        VFile::Swaps,
-        VFile::CpuOnline,
-        VFile::CpuPossible,
-        VFile::CpuPresent,
-    ];
-
-    /// The name in its directory.
-    pub fn name(self) -> &'static str {
-        match self {
-            VFile::Meminfo => "meminfo",
-            VFile::Cpuinfo => "cpuinfo",
-            VFile::Stat => "stat",
-            VFile::Loadavg => "loadavg",
-            VFile::Uptime => "uptime",
-            VFile::Diskstats => "diskstats",
-            VFile::Swaps => "swaps",
-            VFile::CpuOnline => "online",
-            VFile::CpuPossible => "possible",
-            VFile::CpuPresent => "present",
-        }
-    }
-
-    /// The host file it stands in for.
-    pub fn host_path(self) -> String {
-        if VFile::CPU.contains(&self) {
-            format!("/sys/devices/system/cpu/{}", self.name())
-        } else {
-            format!("/proc/{}", self.name())
-        }
-    }
-
-    /// Names accepted by `proclens show`.
-    pub fn from_cli(s: &str) -> Option<VFile> {
-        VFile::PROC.into_iter().find(|f| f.name() == s).or_else(|| {
-            VFile::CPU
-                .into_iter()
-                .find(|f| format!("cpu/{}", f.name()) == s)
-        })
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -198,7 +126,8 @@ pub struct Views {
     fallbacks: AtomicU64,
     logged: Mutex<HashMap<String, Instant>>,
     cache: Mutex<HashMap<ViewKey, Slot>>,
-    metrics: Metrics,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
 }
 
 /// The CPUs a container sees and how much CPU time it may use per second.
@@ -223,7 +152,8 @@ impl Views {
             fallbacks: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
-            metrics: Metrics::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         })
     }
 
@@ -235,9 +165,12 @@ impl Views {
         &self.host
     }
 
-    /// The daemon's counters.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+    /// Reads served a cached rendering, and reads that rendered anew.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        (
+            self.cache_hits.load(Ordering::Relaxed),
+            self.cache_misses.load(Ordering::Relaxed),
+        )
     }
 
     /// How many reads got the host's file because rendering failed.
@@ -313,11 +246,11 @@ impl Views {
         let mut cached = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, data)) = cached.as_ref() {
             if at.elapsed() < ttl {
-                self.metrics.cache(true);
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(data.clone());
             }
         }
-        self.metrics.cache(false);
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         // The age counts from before the inputs are read.
         let at = Instant::now();
         let (data, rendered) = self.render_or_host(file, &caller)?;
@@ -425,7 +358,7 @@ impl Views {
     /// Renders `file` for `caller`, or says why it cannot.
     pub fn render(&self, file: VFile, c: &Caller) -> Result<String, Error> {
         #[cfg(debug_assertions)]
-        crate::testhook::panic_if_asked(file.name(), c.pid);
+        super::testhook::panic_if_asked(file.name(), c.pid);
         let p = &c.placement;
         let rerr = |error| Error::Render {
             file: file.name(),
@@ -575,7 +508,7 @@ impl Views {
                 continue;
             }
             // A task that exited since the list was read counts as neither.
-            match caller::read_stat(self.host.root(), *tid).map(|s| s.state) {
+            match proc::read_stat(self.host.root(), *tid).map(|s| s.state) {
                 Ok('R') => r += 1,
                 Ok('D') => d += 1,
                 _ => {}
@@ -612,7 +545,7 @@ impl Views {
     pub fn export_state(&self) -> String {
         self.frozen.store(true, Ordering::SeqCst);
         let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = format!("{}\n", crate::cputime::STATE_HEADER);
+        let mut out = format!("{}\n", super::cputime::STATE_HEADER);
         for ((path, ino), a) in accounts.iter() {
             out += &a.to_record(path, *ino);
             out.push('\n');
@@ -632,7 +565,7 @@ impl Views {
     /// Takes over a predecessor's state; returns (CPU accounts, load
     /// averages) read, or None for a dump of an unknown format.
     pub fn import_state(&self, text: &str) -> Option<(usize, usize)> {
-        if text.lines().next() != Some(crate::cputime::STATE_HEADER) {
+        if text.lines().next() != Some(super::cputime::STATE_HEADER) {
             return None;
         }
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
@@ -677,7 +610,7 @@ fn fresh(slot: &Slot, ttl: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroup::{Controller, Version};
+    use crate::source::cgroup::{Controller, Version};
 
     fn caller(cgroup: &str, init_start: u64, ns_pid: u32) -> Arc<Caller> {
         let dir = Dir {

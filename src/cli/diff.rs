@@ -1,9 +1,10 @@
 //! `proclens diff`: the host's and the container's numbers side by side,
 //! taken from the same files a reader would see.
 
-use crate::caller::Caller;
+use crate::container::caller::Caller;
+use crate::container::view::Views;
+use crate::container::VFile;
 use crate::render::meminfo;
-use crate::view::{VFile, Views};
 use anyhow::{Context, Result};
 use std::path::Path;
 

@@ -3,82 +3,16 @@
 
 pub mod mounts;
 pub mod parse;
+mod placement;
 mod read;
 
 pub use mounts::{Controller, Membership, Mounts};
 pub use parse::{DevNum, IoCounters};
-pub use read::{CpuLimits, CpuUsage, MemStat, Memory};
+pub use placement::{Dir, Placement, Version};
+pub use read::{CpuLimits, CpuUsage, Error, MemStat, Memory};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// An error that names the file and what went wrong with it.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reading {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("parsing {path}: {error}")]
-    Parse {
-        path: PathBuf,
-        error: parse::ParseError,
-    },
-}
-
-/// cgroup v1 or the unified (v2) hierarchy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Version {
-    V1,
-    V2,
-}
-
-/// Where one controller's files are for one cgroup: its directory and the
-/// hierarchy's mount point, where the walk up to the ancestors stops.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Dir {
-    pub version: Version,
-    pub path: PathBuf,
-    pub top: PathBuf,
-}
-
-impl Dir {
-    /// The hierarchy's root cgroup.
-    pub fn is_root(&self) -> bool {
-        self.path == self.top
-    }
-
-    /// This cgroup and its ancestors up to the hierarchy root, leaf first.
-    pub fn chain(&self) -> impl Iterator<Item = &Path> {
-        mounts::ancestors(&self.path, &self.top)
-    }
-}
-
-/// The controller directories of one cgroup membership.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Placement {
-    pub dirs: BTreeMap<Controller, Dir>,
-}
-
-impl Placement {
-    pub fn get(&self, c: Controller) -> Option<&Dir> {
-        self.dirs.get(&c)
-    }
-
-    /// The directory whose task list describes the container: pids, then cpu,
-    /// then memory (on v2 they are all the same directory).
-    pub fn tasks_dir(&self) -> Option<&Dir> {
-        [
-            Controller::Pids,
-            Controller::Cpuacct,
-            Controller::Cpu,
-            Controller::Memory,
-        ]
-        .iter()
-        .find_map(|c| self.get(*c))
-    }
-}
 
 /// The host's cgroup layout: which controller is on which hierarchy.
 #[derive(Debug, Clone)]

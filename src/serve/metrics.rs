@@ -2,7 +2,7 @@
 //! text format (root only) and printed for a person by `proclens status`.
 //! Plain atomics: counting costs a few nanoseconds on the read path.
 
-use crate::view::VFile;
+use crate::container::VFile;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -50,13 +50,14 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     render_ns: AtomicU64,
     renders: AtomicU64,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
 }
 
 /// Gauges and counters kept elsewhere, sampled when the file is read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State {
+    /// Reads served a cached rendering, and reads that rendered anew.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
     pub fallbacks: u64,
     pub cpu_accounts: usize,
     pub load_averages: usize,
@@ -79,15 +80,6 @@ impl Metrics {
         self.render_ns
             .fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
         self.renders.fetch_add(1, Relaxed);
-    }
-
-    pub fn cache(&self, hit: bool) {
-        let c = if hit {
-            &self.cache_hits
-        } else {
-            &self.cache_misses
-        };
-        c.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition (format version 0.0.4).
@@ -142,13 +134,13 @@ impl Metrics {
                 "render_cache_hits_total",
                 "counter",
                 "Reads served a rendering made for the same container within the cache lifetime.",
-                self.cache_hits.load(Relaxed).to_string(),
+                st.cache_hits.to_string(),
             ),
             (
                 "render_cache_misses_total",
                 "counter",
                 "Reads that rendered anew.",
-                self.cache_misses.load(Relaxed).to_string(),
+                st.cache_misses.to_string(),
             ),
             (
                 "fallbacks_total",
@@ -322,10 +314,9 @@ mod tests {
             false,
         );
         m.opened(Kind::BlockStat, Duration::from_secs(1), true);
-        m.cache(true);
-        m.cache(true);
-        m.cache(false);
         let text = m.render(State {
+            cache_hits: 2,
+            cache_misses: 1,
             fallbacks: 4,
             cpu_accounts: 5,
             load_averages: 6,

@@ -6,8 +6,8 @@
 //! from then on and never rewrites the past. Each line only ever grows by
 //! non-negative deltas, which is what top, mpstat and psutil rely on.
 
-use crate::cgroup::CpuUsage;
 use crate::render::stat::CpuTimes;
+use crate::source::cgroup::CpuUsage;
 
 /// One visible CPU's counters, in nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! The FUSE filesystem: the only module that knows fuser.
+//! The FUSE filesystem: the only module that knows fuser. It maps requests
+//! to files and hands the reader's pid to the view; it renders nothing
+//! itself and knows nothing of the process tree that runs it.
 //!
 //! Layout: `proc/{meminfo,...}` and `sys/devices/system/cpu/`. The cpu
 //! directory shows `online`, `possible`, `present` and `cpu0..cpu{n-1}` per
@@ -10,8 +12,9 @@
 //! through the page cache, which the kernel drops at every open; see
 //! `raise_size` for what that asks of the file size.
 
-use crate::metrics::{self, Kind};
-use crate::view::{VFile, Views};
+use super::metrics::{self, Kind, Metrics};
+use crate::container::view::Views;
+use crate::container::VFile;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, IoctlFlags, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate,
@@ -21,7 +24,7 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -123,13 +126,14 @@ struct Handle {
 }
 
 #[derive(Debug)]
-pub struct ProcLens {
+struct ProcLens {
     views: Arc<Views>,
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
+    metrics: Metrics,
     started: SystemTime,
     serving_since: Instant,
 }
@@ -140,13 +144,14 @@ fn errno(e: &std::io::Error) -> Errno {
 
 impl ProcLens {
     /// `notifier` is filled in by the caller once the session is created.
-    pub fn new(views: Arc<Views>, notifier: Arc<OnceLock<Notifier>>) -> ProcLens {
+    fn new(views: Arc<Views>, notifier: Arc<OnceLock<Notifier>>) -> ProcLens {
         ProcLens {
             views,
             notifier,
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            metrics: Metrics::default(),
             started: SystemTime::now(),
             serving_since: Instant::now(),
         }
@@ -393,7 +398,10 @@ impl ProcLens {
 
     fn metrics_text(&self) -> String {
         let (cpu_accounts, load_averages) = self.views.state_counts();
-        self.views.metrics().render(metrics::State {
+        let (cache_hits, cache_misses) = self.views.cache_counts();
+        self.metrics.render(metrics::State {
+            cache_hits,
+            cache_misses,
             fallbacks: self.views.fallbacks(),
             cpu_accounts,
             load_averages,
@@ -453,6 +461,69 @@ impl ProcLens {
     }
 }
 
+/// The session settings proclens serves with (the FUSE latency bench
+/// serves its floor with them too): every user of every container may read;
+/// one worker thread per CPU, at least two, each on its own cloned
+/// /dev/fuse descriptor.
+pub fn session_config(mount_options: Vec<fuser::MountOption>) -> fuser::Config {
+    let mut config = fuser::Config::default();
+    config.mount_options = mount_options;
+    config.acl = fuser::SessionACL::All;
+    config.n_threads = Some(
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2),
+    );
+    config.clone_fd = true;
+    config
+}
+
+/// A running FUSE session: its worker threads serve until the kernel ends
+/// the connection (unmounted everywhere and no file left open).
+#[derive(Debug)]
+pub struct Serving {
+    guard: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Blocks until the session ends; says how it ended.
+    pub fn wait(self) -> String {
+        match self.guard.join() {
+            Ok(Ok(())) => "ended".to_owned(),
+            Ok(Err(e)) => format!("failed: {e}"),
+            Err(_) => "panicked".to_owned(),
+        }
+    }
+}
+
+/// Mounts the filesystem at `at` under the mount source `fsname`
+/// (read-only, nosuid, nodev, noexec) and starts serving it from `views`.
+/// The mount outlives the returned handle: it is the caller's to unmount
+/// (after a reload the path may be a successor's).
+pub fn serve(at: &Path, fsname: &OsStr, views: Arc<Views>) -> std::io::Result<Serving> {
+    let config = session_config(vec![
+        fuser::MountOption::FSName(fsname.to_string_lossy().into_owned()),
+        fuser::MountOption::Subtype("proclens".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoExec,
+    ]);
+    let notifier = Arc::new(OnceLock::new());
+    let session = fuser::Session::new(ProcLens::new(views, notifier.clone()), at, &config)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("mounting FUSE at {}: {e}", at.display()))
+        })?;
+    let _ = notifier.set(session.notifier());
+    let mut bg = session
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("starting FUSE workers: {e}")))?;
+    let guard = std::mem::replace(&mut bg.guard, std::thread::spawn(|| Ok(())));
+    // fuser would unmount the path it mounted when `bg` drops.
+    std::mem::forget(bg);
+    Ok(Serving { guard })
+}
+
 impl Filesystem for ProcLens {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let Some(name) = name.to_str() else {
@@ -510,7 +581,7 @@ impl Filesystem for ProcLens {
             Source::Metrics => None,
         };
         if let Some(k) = kind {
-            self.views.metrics().opened(k, t.elapsed(), data.is_ok());
+            self.metrics.opened(k, t.elapsed(), data.is_ok());
         }
         let data = match data {
             Ok(d) => d,

@@ -1,8 +1,10 @@
 //! Who is reading: pid -> cgroup placement, pid namespace and container init
 //! (DESIGN.md section 2). Reads only `/proc/<pid>/{stat,cgroup,ns/pid}` of
-//! the caller and its ancestors: no fork, no setns, no scan of /proc.
+//! the caller and its ancestors: no fork, no setns, no scan of /proc. Knows
+//! nothing of files or renderings (that is `view`).
 
-use crate::cgroup::{self, Cgroups, Placement};
+use crate::source::cgroup::{self, Cgroups, Placement};
+use crate::source::proc::{self, pid_ns, read_stat, ProcStat};
 use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -12,76 +14,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Proc(#[from] proc::Error),
     #[error("parsing {path}: {msg}")]
     Parse { path: PathBuf, msg: String },
-}
-
-/// The fields of `/proc/<pid>/stat` proclens needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcStat {
-    pub ppid: u32,
-    pub state: char,
-    /// Start time in clock ticks after boot (field 22).
-    pub starttime: u64,
-}
-
-/// Parses `/proc/<pid>/stat` text. `comm` (field 2) may hold spaces and
-/// parentheses, so the fields are counted from the last ')' (proc(5)).
-/// (procfs-core's parser panics on some malformed lines, found by fuzzing.)
-pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
-    let close = text.rfind(')').ok_or("no ')' after comm")?;
-    if !text[..close].contains('(') {
-        return Err("no '(' before comm".into());
-    }
-    // Fields 3.. : state, ppid, ..., starttime is field 22.
-    let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let get = |i: usize, name: &str| f.get(i).copied().ok_or_else(|| format!("no {name} field"));
-    let mut state = get(0, "state")?.chars();
-    let (Some(state), None) = (state.next(), state.next()) else {
-        return Err("state is not one character".into());
-    };
-    let num = |i: usize, name: &str| -> Result<u64, String> {
-        let v = get(i, name)?;
-        v.parse().map_err(|_| format!("bad {name} {v:?}"))
-    };
-    Ok(ProcStat {
-        ppid: u32::try_from(num(1, "ppid")?).map_err(|_| "ppid out of range".to_string())?,
-        state,
-        starttime: num(19, "starttime")?,
-    })
-}
-
-/// Reads the stat of a process or thread below `root`.
-pub fn read_stat(root: &Path, pid: u32) -> Result<ProcStat, Error> {
-    let path = root.join(format!("proc/{pid}/stat"));
-    let text = crate::kfile::read_text(&path).map_err(|error| Error::Read {
-        path: path.clone(),
-        error,
-    })?;
-    parse_stat(&text).map_err(|msg| Error::Parse { path, msg })
-}
-
-/// The pid namespace inode from the `pid:[4026531836]` link text.
-pub fn parse_ns_link(text: &str) -> Option<u64> {
-    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
-}
-
-fn pid_ns(root: &Path, pid: &str) -> Result<u64, Error> {
-    let path = root.join(format!("proc/{pid}/ns/pid"));
-    let link = std::fs::read_link(&path).map_err(|error| Error::Read {
-        path: path.clone(),
-        error,
-    })?;
-    let text = link.to_string_lossy();
-    parse_ns_link(&text).ok_or_else(|| Error::Parse {
-        path,
-        msg: format!("unexpected link {text:?}"),
-    })
 }
 
 /// A resolved reader.
@@ -255,13 +191,11 @@ impl Resolver {
         pid: u32,
         stat: ProcStat,
     ) -> Result<Caller, Error> {
-        let path = self.root.join(format!("proc/{pid}/cgroup"));
-        let text = crate::kfile::read_text(&path).map_err(|error| Error::Read {
-            path: path.clone(),
-            error,
+        let text = proc::read_cgroup(&self.root, pid)?;
+        let membership = cgroup::mounts::parse_proc_cgroup(&text).map_err(|e| Error::Parse {
+            path: self.root.join(format!("proc/{pid}/cgroup")),
+            msg: e.0,
         })?;
-        let membership = cgroup::mounts::parse_proc_cgroup(&text)
-            .map_err(|e| Error::Parse { path, msg: e.0 })?;
         let placement = cgroups.locate(&membership);
         let ns = pid_ns(&self.root, &pid.to_string())?;
         let host = ns == self.self_ns;
@@ -335,8 +269,7 @@ impl Resolver {
 
     /// The pid a process has in its own pid namespace (last `NSpid` field).
     fn innermost_pid(&self, pid: u32) -> Option<u32> {
-        let status = crate::kfile::read_text(&self.root.join(format!("proc/{pid}/status"))).ok()?;
-        parse_innermost_pid(&status)
+        proc::innermost_pid(&self.root, pid)
     }
 
     /// The process of namespace `ns` that is pid 1 there, among the tasks of
@@ -356,53 +289,5 @@ impl Resolver {
             }
             Some((tid, read_stat(&self.root, tid).ok()?))
         })
-    }
-}
-
-/// The last field of the `NSpid:` line of `/proc/<pid>/status`.
-pub fn parse_innermost_pid(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))?
-        .split_whitespace()
-        .last()?
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_with_hostile_comm() {
-        let t = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5678 1000000 100 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
-        let s = parse_stat(t).expect("parses");
-        assert_eq!(
-            s,
-            ProcStat {
-                ppid: 1,
-                state: 'S',
-                starttime: 5678
-            }
-        );
-        assert!(parse_stat("garbage").is_err());
-        // Found by fuzzing (fuzz/artifacts/proc_pid): procfs-core panicked.
-        assert!(parse_stat("139 (sh\0)").is_err());
-        assert!(parse_stat(") 1 (").is_err());
-        assert!(parse_stat("1 (x) RR 1").is_err());
-    }
-
-    #[test]
-    fn innermost_pid_is_the_last_nspid() {
-        assert_eq!(parse_innermost_pid("Name:\tsh\nNSpid:\t4242\t1\n"), Some(1));
-        assert_eq!(parse_innermost_pid("NSpid:\t4242\n"), Some(4242));
-        assert_eq!(parse_innermost_pid("Name:\tsh\n"), None);
-    }
-
-    #[test]
-    fn ns_links() {
-        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4026531836));
-        assert_eq!(parse_ns_link("net:[4026531836]"), None);
     }
 }

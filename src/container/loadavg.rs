@@ -2,9 +2,9 @@
 //! (LOAD_FREQ) by one thread, only for containers that have read
 //! /proc/loadavg, forgotten once their cgroup directory is gone.
 
-use crate::cgroup::{Dir, Version};
-use crate::cputime::{hex_path, unhex_path};
+use super::cputime::{hex_path, unhex_path};
 use crate::render::loadavg::step;
+use crate::source::cgroup::{Dir, Version};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;

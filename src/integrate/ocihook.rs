@@ -18,7 +18,7 @@
 //! keeps the kernel's files. Only unreadable input (no state, no bundle, no
 //! config.json) is an error.
 
-use crate::binds::{Kind, BINDS};
+use super::binds::{Kind, BINDS};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -1,0 +1,85 @@
+//! The checks before serving: the host is one proclens can work on, and the
+//! mount point is free (a dead daemon's mount there is replaced, a live
+//! one's is refused).
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::Duration;
+
+/// Refuses to start where proclens cannot work, with one clear line.
+pub fn preflight() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("proclens mount must run as root (it mounts a FUSE filesystem and reads every process's cgroup)");
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: load the fuse module (modprobe fuse) or pass the device into this container");
+    }
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let nspid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| v.split_whitespace().count())
+        .unwrap_or(1);
+    if nspid > 1 {
+        bail!("proclens must run in the host's pid namespace (FUSE reports reader pids in the daemon's namespace); run it on the host, or with --pid=host");
+    }
+    Ok(())
+}
+
+/// The FUSE mounts at `mp`, from our mountinfo (fields 5 and 9+).
+fn fuse_mounts_at(mp: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mp = mp.to_string_lossy().replace(' ', "\\040");
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let fstype = *f.get(sep + 1)?;
+            (f.get(4) == Some(&mp.as_str()) && fstype.starts_with("fuse"))
+                .then(|| fstype.to_owned())
+        })
+        .collect())
+}
+
+/// Whether a FUSE mount answers: a dead daemon's mount fails with ENOTCONN
+/// at once; a live one answers; a hung one does not answer (we stop waiting).
+fn probe(mp: &Path) -> Option<std::io::Result<()>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = mp.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::metadata(&p).map(|_| ()));
+    });
+    rx.recv_timeout(Duration::from_secs(2)).ok()
+}
+
+/// Replaces a stale mount left by a crashed daemon; refuses a live one.
+pub fn clear_stale(mp: &Path) -> Result<()> {
+    for _ in 0..16 {
+        let mounts = fuse_mounts_at(mp)?;
+        let Some(fstype) = mounts.last() else {
+            return Ok(());
+        };
+        match probe(mp) {
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                log::warn!(
+                    "{}: replacing the stale {fstype} mount of a daemon that is gone",
+                    mp.display()
+                );
+                nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH)
+                    .with_context(|| format!("unmounting stale {}", mp.display()))?;
+            }
+            Some(_) => bail!(
+                "{} is already served by a live {fstype} daemon; stop it first",
+                mp.display()
+            ),
+            None => bail!(
+                "{} is a {fstype} mount whose daemon does not answer; stop it first",
+                mp.display()
+            ),
+        }
+    }
+    bail!("{}: too many stacked stale mounts", mp.display())
+}

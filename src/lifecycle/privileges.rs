@@ -1,0 +1,66 @@
+//! The capabilities the daemon keeps, and dropping all the others.
+
+use anyhow::{bail, Context, Result};
+
+/// CAP_SYS_ADMIN (mount, unmount, open_tree, move_mount, and setns into a
+/// container's mount namespace), CAP_SYS_CHROOT (setns into a mount
+/// namespace requires it too, and re-pointing chroots into a container's
+/// root on its own thread) and CAP_SYS_PTRACE (reading `/proc/<pid>/ns/*`
+/// and `/proc/<pid>/root` of other users' processes) are all the daemon
+/// needs. (Numbers from include/uapi/linux/capability.h.)
+const KEEP_CAPS: [u32; 3] = [CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
+const CAP_SYS_CHROOT: u32 = 18;
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Drops every other capability from this thread's sets and the bounding set
+/// before any thread starts (threads inherit them), and forbids regaining
+/// privileges through exec. Idempotent: a worker, or the supervisor after
+/// re-executing itself, runs it again with the bounding set already
+/// reduced (dropping from it again would need CAP_SETPCAP).
+pub fn drop_capabilities() -> Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .context("reading /proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()
+        .context("parsing /proc/sys/kernel/cap_last_cap")?;
+    // SAFETY (both prctl calls): integer arguments only.
+    let in_bounding = |cap: u32| unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1;
+    for cap in (0..=last).filter(|c| !KEEP_CAPS.contains(c) && in_bounding(*c)) {
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            bail!("PR_CAPBSET_DROP {cap}: {}", std::io::Error::last_os_error());
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut data = [Data::default(); 2];
+    for cap in KEEP_CAPS {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    let header = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    // SAFETY: capset reads a valid header and two data words we own.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        bail!("capset: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}

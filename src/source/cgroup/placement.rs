@@ -1,0 +1,59 @@
+//! Where one cgroup's files are: per controller, its directory and the
+//! hierarchy it belongs to.
+
+use super::mounts::{self, Controller};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// cgroup v1 or the unified (v2) hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// Where one controller's files are for one cgroup: its directory and the
+/// hierarchy's mount point, where the walk up to the ancestors stops.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dir {
+    pub version: Version,
+    pub path: PathBuf,
+    pub top: PathBuf,
+}
+
+impl Dir {
+    /// The hierarchy's root cgroup.
+    pub fn is_root(&self) -> bool {
+        self.path == self.top
+    }
+
+    /// This cgroup and its ancestors up to the hierarchy root, leaf first.
+    pub fn chain(&self) -> impl Iterator<Item = &Path> {
+        mounts::ancestors(&self.path, &self.top)
+    }
+}
+
+/// The controller directories of one cgroup membership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub dirs: BTreeMap<Controller, Dir>,
+}
+
+impl Placement {
+    pub fn get(&self, c: Controller) -> Option<&Dir> {
+        self.dirs.get(&c)
+    }
+
+    /// The directory whose task list describes the container: pids, then cpu,
+    /// then memory (on v2 they are all the same directory).
+    pub fn tasks_dir(&self) -> Option<&Dir> {
+        [
+            Controller::Pids,
+            Controller::Cpuacct,
+            Controller::Cpu,
+            Controller::Memory,
+        ]
+        .iter()
+        .find_map(|c| self.get(*c))
+    }
+}
