@@ -224,6 +224,14 @@ fn sigkill_then_restart_reattaches_containers_and_no_read_hangs() {
     let reader = Reader::start(&c, dir.path());
     let reader2 = Reader::start(&c2, dir.path());
 
+    // Entries live 1 s in the kernel. Let the containers' lookups of
+    // proc/meminfo expire, then look up proc/cpuinfo, which renews the
+    // entry of proc: after the crash, a lookup of proc/meminfo then finds
+    // only meminfo's entry to revalidate, fails, and the kernel drops that
+    // dentry; the containers' binds of it show in mountinfo as
+    // `/proc/meminfo//deleted`, and must be re-attached all the same.
+    thread::sleep(Duration::from_millis(1100));
+    fs::metadata(dir.path().join("mnt/proc/cpuinfo")).expect("cpuinfo");
     // SIGKILL (the containers borrow `first`, so not through kill_hard):
     // our own unreaped child, whose pid cannot have been recycled.
     let pid = first.pid().expect("running");
@@ -235,6 +243,20 @@ fn sigkill_then_restart_reattaches_containers_and_no_read_hangs() {
     }
     // The gap: reads fail (fast) while no daemon runs.
     thread::sleep(Duration::from_millis(500));
+    let dead = fs::metadata(dir.path().join("mnt/proc/meminfo"));
+    assert_eq!(
+        dead.as_ref().err().and_then(|e| e.raw_os_error()),
+        Some(libc::ENOTCONN),
+        "{dead:?}"
+    );
+    let shown = fs::read_to_string(format!("/proc/{}/mountinfo", reader.spawned.init_pid()))
+        .expect("the container's mountinfo");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split(' ').nth(3) == Some("/proc/meminfo//deleted")),
+        "the dead bind's root is not shown as deleted:\n{shown}"
+    );
     let restart = monotonic();
     let t = Instant::now();
     let second = Daemon::start_in(dir.path());

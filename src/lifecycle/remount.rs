@@ -119,6 +119,15 @@ pub fn escape(s: &OsStr) -> String {
     out
 }
 
+/// A mount's root as mountinfo shows it once the kernel dropped the dentry
+/// (fs/d_path.c dentry_path appends "//deleted" to an unlinked one): a
+/// dead FUSE connection's entries are invalidated at the first lookup that
+/// finds it gone, so a container's bind of `/proc/meminfo` soon reads
+/// `/proc/meminfo//deleted`. The path inside the filesystem is the same.
+fn strip_deleted(root: &str) -> &str {
+    root.strip_suffix("//deleted").unwrap_or(root)
+}
+
 /// Parses mountinfo text; malformed lines are skipped.
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
@@ -130,7 +139,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 id: f.first()?.parse().ok()?,
                 parent: f.get(1)?.parse().ok()?,
                 dev: (maj.parse().ok()?, min.parse().ok()?),
-                root: unescape(f.get(3)?),
+                root: unescape(strip_deleted(f.get(3)?)),
                 mount_point: unescape(f.get(4)?),
                 fstype: (*f.get(sep + 1)?).to_owned(),
                 source: (*f.get(sep + 2)?).to_owned(),
@@ -689,5 +698,8 @@ mod tests {
         assert_eq!(m[1].source, escape(OsStr::new("proclens:/var/lib/a b")));
         assert_eq!(unescape("/a\\040b\\134c"), Path::new("/a b\\c"));
         assert_eq!(unescape("/x\\04"), Path::new("/x\\04"));
+        // A bind of a dead connection whose dentry the kernel dropped.
+        let dead = "41 36 0:52 /proc/meminfo//deleted /proc/meminfo ro - fuse proclens:/m ro\n";
+        assert_eq!(parse_mountinfo(dead)[0].root, Path::new("/proc/meminfo"));
     }
 }
