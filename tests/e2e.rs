@@ -299,11 +299,10 @@ fn assert_container_write_is_counted(c: &Container<'_>, what: &str) {
     let host_before = host_sectors();
     let writer = HostWriter::start(tmp, 2);
     // O_DIRECT so the write is issued by dd itself (charged to its
-    // cgroup) instead of later by a writeback kworker outside it. A
-    // rendering may be reused for up to 100 ms (DESIGN 2.4; the bind mount
-    // itself rendered diskstats just before dd): wait that out.
+    // cgroup) instead of later by a writeback kworker outside it. The read
+    // right after it must show it: every read is fresh.
     let script = format!(
-        "dd if=/dev/zero of={t} bs=1M count=16 oflag=direct 2>/dev/null && rm -f {t} && sleep 0.15 && cat /proc/diskstats",
+        "dd if=/dev/zero of={t} bs=1M count=16 oflag=direct 2>/dev/null && rm -f {t} && cat /proc/diskstats",
         t = target.display()
     );
     let inside = c.sh(&script);

@@ -388,67 +388,45 @@ fn malformed_cgroup_file_names_the_file_and_falls_back_to_the_host() {
     );
 }
 
-/// The render cache (DESIGN 2.4): within its lifetime a reader gets the
-/// same rendering, after it a new one; a failed rendering (the host's file)
-/// is not kept; `cache: 0` renders every read.
+/// Fresh by definition (DESIGN 4): a read after a cgroup file changed
+/// shows the change, with no wait, through the descriptors the daemon
+/// keeps open; a broken file gives the host's file for that read only.
 #[test]
-fn renderings_are_reused_for_at_most_the_cache_lifetime() {
+fn every_read_shows_the_cgroup_files_as_they_are_now() {
     let tmp = tempfile::tempdir().expect("tempdir");
     copy_tree(&fixture("v2"), tmp.path());
     let pid = reader("v2");
-    let ttl = std::time::Duration::from_millis(40);
-    let views = Views::new(
-        tmp.path(),
-        Options {
-            cache: ttl,
-            ..Options::default()
-        },
+    let views = Views::new(tmp.path(), Options::default()).expect("views");
+    let first = String::from_utf8(views.read(VFile::Meminfo, pid).expect("read")).expect("utf8");
+    let app = tmp.path().join("sys/fs/cgroup/proclens-fixture/app");
+    let usage: u64 = std::fs::read_to_string(app.join("memory.current"))
+        .expect("memory.current")
+        .trim()
+        .parse()
+        .expect("a number");
+    let free = |text: &str| kb(text)["MemFree"];
+    // 64 MiB more in use: the very next read shows 64 MiB less free.
+    std::fs::write(
+        app.join("memory.current"),
+        format!("{}\n", usage + (64 << 20)),
     )
-    .expect("views");
-    let first = views.read(VFile::Meminfo, pid).expect("read");
-    let again = views.read(VFile::Meminfo, pid).expect("read");
-    assert!(
-        std::sync::Arc::ptr_eq(&first, &again),
-        "reused within {ttl:?}"
-    );
-    std::thread::sleep(ttl);
-    let later = views.read(VFile::Meminfo, pid).expect("read");
-    assert!(
-        !std::sync::Arc::ptr_eq(&first, &later),
-        "rendered anew after {ttl:?}"
-    );
-    assert_eq!(first, later, "the fixture did not change");
+    .expect("write");
+    let after = String::from_utf8(views.read(VFile::Meminfo, pid).expect("read")).expect("utf8");
+    assert_eq!(free(&first) - free(&after), 64 * 1024, "{after}");
 
-    // A broken cgroup file: the host's file is served and not cached, so
-    // the repaired file shows at the next read.
-    let stat = tmp
-        .path()
-        .join("sys/fs/cgroup/proclens-fixture/app/memory.stat");
+    // A broken cgroup file: the host's file for that read, then the
+    // repaired file shows at the next.
+    let stat = app.join("memory.stat");
     let good = std::fs::read(&stat).expect("memory.stat");
-    std::thread::sleep(ttl);
     std::fs::write(&stat, "anon twelve\n").expect("damage");
     let broken = views.read(VFile::Meminfo, pid).expect("fallback");
     assert_eq!(
-        String::from_utf8(broken.to_vec()).expect("utf8"),
+        String::from_utf8(broken).expect("utf8"),
         host("v2", "proc/meminfo")
     );
     std::fs::write(&stat, good).expect("repair");
-    assert_eq!(views.read(VFile::Meminfo, pid).expect("read"), first);
-
-    let uncached = Views::new(
-        tmp.path(),
-        Options {
-            cache: std::time::Duration::ZERO,
-            ..Options::default()
-        },
-    )
-    .expect("views");
-    let a = uncached.read(VFile::Meminfo, pid).expect("read");
-    let b = uncached.read(VFile::Meminfo, pid).expect("read");
-    assert!(
-        !std::sync::Arc::ptr_eq(&a, &b),
-        "cache 0 renders every read"
-    );
+    let repaired = String::from_utf8(views.read(VFile::Meminfo, pid).expect("read")).expect("utf8");
+    assert_eq!(repaired, after);
 }
 
 // ---------------------------------------------------------------------------
@@ -547,14 +525,7 @@ fn v1_host_without_a_cpuset_hierarchy_shows_every_online_cpu() {
     let views = Views::new(tmp.path(), Options::default()).expect("views");
     let c = views.caller(reader("v1")).expect("caller");
     assert_eq!(views.render(VFile::CpuOnline, &c).expect("online"), "0\n");
-    let no_cap = Views::new(
-        tmp.path(),
-        Options {
-            cfs: false,
-            ..Options::default()
-        },
-    )
-    .expect("views");
+    let no_cap = Views::new(tmp.path(), Options { cfs: false }).expect("views");
     let c = no_cap.caller(reader("v1")).expect("caller");
     assert_eq!(
         no_cap.render(VFile::CpuOnline, &c).expect("online"),
@@ -587,10 +558,11 @@ fn a_cgroup_removed_mid_read_names_the_missing_file() {
     let views = Views::new(tmp.path(), Options::default()).expect("views");
     let c = views.caller(reader("v2")).expect("caller");
     std::fs::remove_dir_all(tmp.path().join("sys/fs/cgroup/proclens-fixture/app")).expect("rm");
+    // The first file read there (its own memory.max, on the way up the
+    // limits' chain) names the cgroup.
     let err = views.render(VFile::Meminfo, &c).expect_err("cgroup gone");
     assert!(
-        err.to_string()
-            .contains("proclens-fixture/app/memory.current"),
+        err.to_string().contains("proclens-fixture/app/memory."),
         "{err}"
     );
     let err = views.render(VFile::Stat, &c).expect_err("cgroup gone");

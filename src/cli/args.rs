@@ -76,7 +76,7 @@ pub enum Command {
         mp: MountpointArg,
     },
     /// Print the running daemon's counters for a person: reads per file, content latency,
-    /// render cache hits, fallbacks to host files, containers tracked.
+    /// fallbacks to host files, containers tracked.
     ///
     /// The same numbers, in Prometheus text format, are in MOUNTPOINT/.proclens/metrics
     /// (root only), for node_exporter's textfile collector or a scrape.
@@ -143,8 +143,4 @@ pub struct ViewOpts {
     /// Do not cap the visible CPU count at ceil(CPU quota); show the whole cpuset.
     #[arg(long)]
     pub no_cfs_cpus: bool,
-    /// Reuse a rendering for this many milliseconds for readers that see the
-    /// same thing (same cgroups and container): 0 renders every read.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=100))]
-    pub cache_ms: u64,
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 fn options(o: ViewOpts) -> Options {
     Options {
         cfs: !o.no_cfs_cpus,
-        cache: std::time::Duration::from_millis(o.cache_ms),
     }
 }
 

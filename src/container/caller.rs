@@ -70,31 +70,6 @@ pub struct Resolver {
 /// full cache must never starve the reads of cgroup files.
 const PIDFD_MIN_FDS: u64 = 4 * CACHE_SIZE as u64;
 
-/// The soft RLIMIT_NOFILE, raised to the hard limit first (systemd's
-/// default soft limit is 1024; its hard limit is far higher).
-fn fd_limit() -> u64 {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-            return 0;
-        }
-        if r.rlim_cur < r.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: r.rlim_max.min(1 << 20),
-                rlim_max: r.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                r = raised;
-            }
-        }
-    }
-    r.rlim_cur
-}
-
 /// A pidfd for `pid`, if the kernel gives one.
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
@@ -120,7 +95,7 @@ impl Resolver {
         Ok(Resolver {
             root: root.to_owned(),
             self_ns: pid_ns(root, "self")?,
-            live: root == Path::new("/") && fd_limit() >= PIDFD_MIN_FDS,
+            live: root == Path::new("/") && crate::source::kept::fd_limit() >= PIDFD_MIN_FDS,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
             )),

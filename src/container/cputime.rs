@@ -101,8 +101,12 @@ impl Account {
         }
     }
 
-    /// Adds what happened since the last sample.
+    /// Adds what happened since the last sample. A sample taken before the
+    /// last one applied changes nothing (its counters would be older).
     pub fn advance(&mut self, s: &Sample) {
+        if s.now < self.last_now {
+            return;
+        }
         let n = s.visible.len().max(1);
         // Fewer CPUs visible now: fold the vanished lines into the others
         // so the totals keep growing.

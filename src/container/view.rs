@@ -11,6 +11,7 @@ use super::vfile::VFile;
 use crate::render::{self, meminfo, RenderError};
 use crate::source::cgroup::{self, Cgroups, Dir, Placement};
 use crate::source::host::{self, Host};
+use crate::source::kept::Budget;
 use crate::source::proc;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -41,72 +42,18 @@ pub enum Error {
 pub struct Options {
     /// Cap the visible CPU count at ceil(quota/period) (lxcfs --enable-cfs).
     pub cfs: bool,
-    /// How long a rendering is reused for readers that see the same thing;
-    /// zero renders every read. Never more than [`MAX_CACHE`].
-    pub cache: Duration,
 }
-
-/// The oldest content a reader may ever be handed (`--cache-ms` at most).
-pub const MAX_CACHE: Duration = Duration::from_millis(100);
-
-/// The default reuse: a burst of readers (htop's threads, an agent reading
-/// eight files, many processes of one container in a loop) shares one
-/// rendering, while a tool that reads, acts and reads again (psutil's
-/// deltas, `dd` then `cat /proc/diskstats`) almost always sees what it did,
-/// and one polling at 10 Hz (`watch -n 0.1`) always gets a fresh rendering.
-pub const DEFAULT_CACHE: Duration = Duration::from_millis(20);
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            cfs: true,
-            cache: DEFAULT_CACHE,
-        }
+        Options { cfs: true }
     }
 }
 
-/// Everything a rendering depends on besides the time: readers with equal
-/// keys are shown the same bytes, so a cached rendering is only ever handed
-/// to a reader with the same cgroups, the same container init and (for
-/// loadavg, whose last field is the reader's own pid) the same pid.
-#[derive(Debug, Clone)]
-struct ViewKey {
-    file: VFile,
-    caller: Arc<Caller>,
-}
-
-impl PartialEq for ViewKey {
-    fn eq(&self, o: &ViewKey) -> bool {
-        let (a, b) = (&self.caller, &o.caller);
-        self.file == o.file
-            && a.host == b.host
-            && a.init_start == b.init_start
-            && (self.file != VFile::Loadavg || a.ns_pid == b.ns_pid)
-            && a.placement == b.placement
-    }
-}
-
-impl Eq for ViewKey {}
-
-impl std::hash::Hash for ViewKey {
-    /// A subset of what `eq` compares: cheaper than hashing every
-    /// controller's paths, and still telling containers apart.
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.file.hash(h);
-        self.caller.init_start.hash(h);
-        self.caller.placement.tasks_dir().map(|d| &d.path).hash(h);
-    }
-}
-
-/// One cached rendering: when its inputs were read, and the bytes. The
-/// mutex also makes concurrent readers of one key wait for one rendering
-/// instead of each doing it, and keeps a key's renderings in order, so a
-/// later reader never gets older CPU counters than an earlier one.
-type Slot = Arc<Mutex<Option<(Instant, Arc<Vec<u8>>)>>>;
-
-/// Past this many keys, expired ones are dropped at once rather than at
-/// the next sampler cycle (readers with ever new pids reading loadavg).
-const CACHE_PRUNE_AT: usize = 4096;
+/// One container's CPU account. Its lock is held from reading the cgroup's
+/// CPU time to reading the lines, so samples apply in the order they were
+/// taken and every reader sees counters at least as large as the last.
+type AccountSlot = Arc<Mutex<Account>>;
 
 /// How often the same failure is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -118,16 +65,14 @@ pub struct Views {
     resolver: Resolver,
     opts: Options,
     ticks: u64,
-    accounts: Mutex<HashMap<(PathBuf, u64), Account>>,
+    tasks: proc::Tasks,
+    accounts: Mutex<HashMap<(PathBuf, u64), AccountSlot>>,
     load: Tracker,
     /// Set while a successor daemon takes over the state: CPU lines and
     /// load averages hold still, so neither daemon shows less than the other.
     frozen: std::sync::atomic::AtomicBool,
     fallbacks: AtomicU64,
     logged: Mutex<HashMap<String, Instant>>,
-    cache: Mutex<HashMap<ViewKey, Slot>>,
-    cache_hits: AtomicU64,
-    cache_misses: AtomicU64,
 }
 
 /// The CPUs a container sees and how much CPU time it may use per second.
@@ -140,10 +85,12 @@ pub struct CpuView {
 impl Views {
     /// Everything below `root` (`/` in production).
     pub fn new(root: &Path, opts: Options) -> Result<Views, Error> {
+        let budget = Budget::for_process();
         Ok(Views {
-            host: Host::new(root),
-            cgroups: Cgroups::discover(root)?,
+            host: Host::new(root, budget.host),
+            cgroups: Cgroups::discover(root, budget.dirs)?,
             resolver: Resolver::new(root)?,
+            tasks: proc::Tasks::new(root, budget.tasks),
             opts,
             ticks: host::clk_tck(),
             accounts: Mutex::new(HashMap::new()),
@@ -151,9 +98,6 @@ impl Views {
             frozen: Default::default(),
             fallbacks: AtomicU64::new(0),
             logged: Mutex::new(HashMap::new()),
-            cache: Mutex::new(HashMap::new()),
-            cache_hits: AtomicU64::new(0),
-            cache_misses: AtomicU64::new(0),
         })
     }
 
@@ -163,14 +107,6 @@ impl Views {
 
     pub fn host(&self) -> &Host {
         &self.host
-    }
-
-    /// Reads served a cached rendering, and reads that rendered anew.
-    pub fn cache_counts(&self) -> (u64, u64) {
-        (
-            self.cache_hits.load(Ordering::Relaxed),
-            self.cache_misses.load(Ordering::Relaxed),
-        )
     }
 
     /// How many reads got the host's file because rendering failed.
@@ -214,50 +150,15 @@ impl Views {
         }))
     }
 
-    /// The bytes `pid` reads for `file`; never fails over a cgroup problem
-    /// (the host file is served instead), only when the host file itself
-    /// cannot be read.
-    pub fn read(&self, file: VFile, pid: u32) -> Result<Arc<Vec<u8>>, Error> {
+    /// The bytes `pid` reads for `file`, rendered now from inputs read
+    /// now; never fails over a cgroup problem (the host file is served
+    /// instead), only when the host file itself cannot be read.
+    pub fn read(&self, file: VFile, pid: u32) -> Result<Vec<u8>, Error> {
         let caller = match self.caller(pid) {
             Ok(c) => c,
-            Err(e) => {
-                return self
-                    .fallback(file.name(), &file.host_path(), pid, &e)
-                    .map(Arc::new)
-            }
+            Err(e) => return self.fallback(file.name(), &file.host_path(), pid, &e),
         };
-        let ttl = self.opts.cache.min(MAX_CACHE);
-        if ttl.is_zero() {
-            return self.render_or_host(file, &caller).map(|(d, _)| Arc::new(d));
-        }
-        let slot = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= CACHE_PRUNE_AT {
-                cache.retain(|_, s| fresh(s, ttl));
-            }
-            cache
-                .entry(ViewKey {
-                    file,
-                    caller: caller.clone(),
-                })
-                .or_default()
-                .clone()
-        };
-        let mut cached = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, data)) = cached.as_ref() {
-            if at.elapsed() < ttl {
-                self.cache_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(data.clone());
-            }
-        }
-        self.cache_misses.fetch_add(1, Ordering::Relaxed);
-        // The age counts from before the inputs are read.
-        let at = Instant::now();
-        let (data, rendered) = self.render_or_host(file, &caller)?;
-        let data = Arc::new(data);
-        // The host's file after a failure is not this container's view.
-        *cached = rendered.then(|| (at, data.clone()));
-        Ok(data)
+        self.render_or_host(file, &caller).map(|(d, _)| d)
     }
 
     /// The rendering for `c`, or the host's file when rendering fails
@@ -449,44 +350,62 @@ impl Views {
     /// `None` when the cgroup has no CPU accounting at all.
     fn account<T>(&self, c: &Caller, f: impl FnOnce(&Account) -> T) -> Result<Option<T>, Error> {
         let p = &c.placement;
-        let Some(usage) = self.cgroups.cpu_usage(p)? else {
-            return Ok(None);
-        };
-        let cpu = self.cpu_view(p)?;
         let Some(dir) = p
             .get(cgroup::Controller::Cpuacct)
             .or_else(|| p.get(cgroup::Controller::Cpu))
         else {
             return Ok(None);
         };
+        let cpu = self.cpu_view(p)?;
         // The directory's inode tells a recreated cgroup of the same name
         // from the old one.
-        let ino = std::fs::metadata(&dir.path)
-            .map_err(|error| cgroup::Error::Read {
-                path: dir.path.clone(),
-                error,
-            })?
-            .ino();
-        let sample = Sample {
-            now: host::boottime_ns(),
-            usage: &usage,
-            visible: &cpu.visible,
-            rate: cpu.rate,
+        let key = (dir.path.clone(), self.cgroups.ino(&dir.path)?);
+        let slot = {
+            let accounts = self
+                .accounts
+                .lock()
+                .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
+            accounts.get(&key).cloned()
+        };
+        let read = || -> Result<Option<(cgroup::CpuUsage, u64)>, Error> {
+            Ok(self.cgroups.cpu_usage(p)?.map(|u| (u, host::boottime_ns())))
+        };
+        fn sample<'a>(usage: &'a cgroup::CpuUsage, now: u64, cpu: &'a CpuView) -> Sample<'a> {
+            Sample {
+                now,
+                usage,
+                visible: &cpu.visible,
+                rate: cpu.rate,
+            }
+        }
+        if let Some(slot) = slot {
+            let mut a = slot.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((usage, now)) = read()? else {
+                return Ok(None);
+            };
+            if !self.frozen.load(Ordering::SeqCst) {
+                a.advance(&sample(&usage, now, &cpu));
+            }
+            return Ok(Some(f(&a)));
+        }
+        let Some((usage, now)) = read()? else {
+            return Ok(None);
         };
         let start = self.ticks_to_ns(c.init_start);
-        let mut accounts = self
-            .accounts
-            .lock()
-            .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
-        let a = accounts
-            .entry((dir.path.clone(), ino))
-            .and_modify(|a| {
-                if !self.frozen.load(Ordering::SeqCst) {
-                    a.advance(&sample)
-                }
-            })
-            .or_insert_with(|| Account::new(start, &sample));
-        Ok(Some(f(a)))
+        let slot = {
+            let mut accounts = self
+                .accounts
+                .lock()
+                .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
+            accounts
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(Account::new(start, &sample(&usage, now, &cpu))))
+                })
+                .clone()
+        };
+        let a = slot.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Some(f(&a)))
     }
 
     /// (running, blocked, total) tasks of the container, from each task's
@@ -501,19 +420,7 @@ impl Views {
 
     fn count_states(&self, dir: &Dir, reader: u32) -> Result<(usize, usize, usize), cgroup::Error> {
         let tids = self.cgroups.tasks(dir)?;
-        let (mut r, mut d) = (0, 0);
-        for tid in &tids {
-            if *tid == reader {
-                r += 1;
-                continue;
-            }
-            // A task that exited since the list was read counts as neither.
-            match proc::read_stat(self.host.root(), *tid).map(|s| s.state) {
-                Ok('R') => r += 1,
-                Ok('D') => d += 1,
-                _ => {}
-            }
-        }
+        let (r, d) = self.tasks.count(&tids, reader);
         Ok((r, d, tids.len()))
     }
 
@@ -530,13 +437,14 @@ impl Views {
             // Another read error on a live cgroup counts as no active tasks.
             Err(_) => Some(0),
         });
+        // An account lives as long as its very cgroup: not past a cgroup
+        // made again at the same path (another inode).
         if let Ok(mut a) = self.accounts.lock() {
-            a.retain(|(path, _), _| path.is_dir());
+            a.retain(|(path, ino), _| std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino));
         }
-        let ttl = self.opts.cache.min(MAX_CACHE);
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|_, s| fresh(s, ttl));
-        }
+        self.cgroups.prune();
+        self.host.prune();
+        self.tasks.prune();
         self.resolver.purge();
     }
 
@@ -547,6 +455,7 @@ impl Views {
         let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = format!("{}\n", super::cputime::STATE_HEADER);
         for ((path, ino), a) in accounts.iter() {
+            let a = a.lock().unwrap_or_else(|e| e.into_inner());
             out += &a.to_record(path, *ino);
             out.push('\n');
         }
@@ -573,9 +482,16 @@ impl Views {
         accounts.extend(
             text.lines()
                 .filter_map(Account::from_record)
-                .map(|(p, i, a)| ((p, i), a)),
+                .map(|(p, i, a)| ((p, i), Arc::new(Mutex::new(a)))),
         );
         Some((accounts.len() - before, self.load.import(text)))
+    }
+
+    /// Descriptors kept open for fresh reads.
+    pub fn kept_descriptors(&self) -> usize {
+        self.cgroups.kept_descriptors()
+            + self.host.kept_descriptors()
+            + self.tasks.kept_descriptors()
     }
 
     /// Per-container state held: (CPU accounts, load averages).
@@ -596,71 +512,4 @@ fn guarded(f: impl FnOnce() -> Result<String, Error>) -> Result<String, Error> {
             .unwrap_or_default();
         Err(Error::Panic(msg))
     })
-}
-
-/// Whether a cache slot holds a rendering younger than `ttl` (a slot in use
-/// by a rendering right now counts as fresh).
-fn fresh(slot: &Slot, ttl: Duration) -> bool {
-    match slot.try_lock() {
-        Ok(s) => s.as_ref().is_some_and(|(at, _)| at.elapsed() < ttl),
-        Err(_) => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::source::cgroup::{Controller, Version};
-
-    fn caller(cgroup: &str, init_start: u64, ns_pid: u32) -> Arc<Caller> {
-        let dir = Dir {
-            version: Version::V2,
-            path: PathBuf::from("/sys/fs/cgroup").join(cgroup),
-            top: PathBuf::from("/sys/fs/cgroup"),
-        };
-        let mut placement = Placement::default();
-        placement.dirs.insert(Controller::Memory, dir);
-        Arc::new(Caller {
-            pid: ns_pid + 1000,
-            starttime: 7,
-            placement,
-            host: false,
-            init_start,
-            ns_pid,
-        })
-    }
-
-    fn key(file: VFile, caller: &Arc<Caller>) -> ViewKey {
-        ViewKey {
-            file,
-            caller: caller.clone(),
-        }
-    }
-
-    #[test]
-    fn readers_share_a_rendering_only_within_one_container() {
-        let a1 = caller("a", 100, 1);
-        let a2 = caller("a", 100, 2);
-        // Two processes of one container see the same meminfo...
-        assert_eq!(key(VFile::Meminfo, &a1), key(VFile::Meminfo, &a2));
-        // ...but not each other's loadavg, whose last field is the reader.
-        assert_ne!(key(VFile::Loadavg, &a1), key(VFile::Loadavg, &a2));
-        // Another cgroup, or another container in the same cgroup (another
-        // init: uptime differs), never shares.
-        assert_ne!(
-            key(VFile::Meminfo, &a1),
-            key(VFile::Meminfo, &caller("b", 100, 1))
-        );
-        assert_ne!(
-            key(VFile::Uptime, &a1),
-            key(VFile::Uptime, &caller("a", 101, 1))
-        );
-        assert_ne!(key(VFile::Meminfo, &a1), key(VFile::Stat, &a1));
-        let mut host = (*a1).clone();
-        host.host = true;
-        assert_ne!(
-            key(VFile::Meminfo, &a1),
-            key(VFile::Meminfo, &Arc::new(host))
-        );
-    }
 }

@@ -398,13 +398,11 @@ impl ProcLens {
 
     fn metrics_text(&self) -> String {
         let (cpu_accounts, load_averages) = self.views.state_counts();
-        let (cache_hits, cache_misses) = self.views.cache_counts();
         self.metrics.render(metrics::State {
-            cache_hits,
-            cache_misses,
             fallbacks: self.views.fallbacks(),
             cpu_accounts,
             load_averages,
+            kept_descriptors: self.views.kept_descriptors(),
             uptime: self.serving_since.elapsed(),
         })
     }
@@ -441,7 +439,7 @@ impl ProcLens {
     fn content(&self, source: &Source, pid: u32) -> Result<Arc<Vec<u8>>, Errno> {
         match source {
             Source::Metrics => Ok(Arc::new(self.metrics_text().into_bytes())),
-            Source::Virtual(f) => self.views.read(*f, pid).map_err(|e| {
+            Source::Virtual(f) => self.views.read(*f, pid).map(Arc::new).map_err(|e| {
                 log::error!("{}: {e}", f.host_path());
                 Errno::EIO
             }),

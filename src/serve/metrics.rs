@@ -43,24 +43,28 @@ impl Kind {
 
 const KINDS: usize = VFile::ALL.len() + OTHER.len();
 
+/// The opens of one kind of file and how long their content took.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    opens: [AtomicU64; KINDS],
-    errors: [AtomicU64; KINDS],
+struct PerFile {
+    opens: AtomicU64,
+    errors: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     render_ns: AtomicU64,
-    renders: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    files: [PerFile; KINDS],
 }
 
 /// Gauges and counters kept elsewhere, sampled when the file is read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct State {
-    /// Reads served a cached rendering, and reads that rendered anew.
-    pub cache_hits: u64,
-    pub cache_misses: u64,
     pub fallbacks: u64,
     pub cpu_accounts: usize,
     pub load_averages: usize,
+    /// Descriptors kept open for fresh reads (`source::kept`).
+    pub kept_descriptors: usize,
     pub uptime: Duration,
 }
 
@@ -68,80 +72,76 @@ impl Metrics {
     /// An open of `kind` whose content took `took` to produce; `ok` false
     /// when the reader got an error.
     pub fn opened(&self, kind: Kind, took: Duration, ok: bool) {
-        let i = kind.index();
-        self.opens[i].fetch_add(1, Relaxed);
+        let f = &self.files[kind.index()];
+        f.opens.fetch_add(1, Relaxed);
         if !ok {
-            self.errors[i].fetch_add(1, Relaxed);
+            f.errors.fetch_add(1, Relaxed);
         }
         let s = took.as_secs_f64();
         if let Some(b) = BUCKETS.iter().position(|le| s <= *le) {
-            self.buckets[b].fetch_add(1, Relaxed);
+            f.buckets[b].fetch_add(1, Relaxed);
         }
-        self.render_ns
+        f.render_ns
             .fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
-        self.renders.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition (format version 0.0.4).
     pub fn render(&self, st: State) -> String {
-        let mut o = String::with_capacity(4096);
-        let per_file = [
-            (
-                "opens_total",
-                "Files opened through the mount, by file.",
-                &self.opens,
-            ),
-            (
-                "open_errors_total",
-                "Opens answered with an error, by file.",
-                &self.errors,
-            ),
-        ];
-        for (name, help, counts) in per_file {
-            header(&mut o, name, "counter", help);
-            for (i, n) in counts.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "proclens_{name}{{file=\"{}\"}} {}",
-                    Kind::label(i),
-                    n.load(Relaxed)
-                );
-            }
+        let mut o = String::with_capacity(8192);
+        header(
+            &mut o,
+            "opens_total",
+            "counter",
+            "Files opened through the mount, by file.",
+        );
+        for (i, f) in self.files.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "proclens_opens_total{{file=\"{}\"}} {}",
+                Kind::label(i),
+                f.opens.load(Relaxed)
+            );
+        }
+        header(
+            &mut o,
+            "open_errors_total",
+            "counter",
+            "Opens answered with an error, by file.",
+        );
+        for (i, f) in self.files.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "proclens_open_errors_total{{file=\"{}\"}} {}",
+                Kind::label(i),
+                f.errors.load(Relaxed)
+            );
         }
         header(
             &mut o,
             "render_seconds",
             "histogram",
-            "Time to produce a file's content for an open.",
+            "Time to produce a file's content for an open, by file.",
         );
-        let mut cumulative = 0;
-        for (le, b) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += b.load(Relaxed);
+        for (i, f) in self.files.iter().enumerate() {
+            let label = Kind::label(i);
+            let mut cumulative = 0;
+            for (le, b) in BUCKETS.iter().zip(&f.buckets) {
+                cumulative += b.load(Relaxed);
+                let _ = writeln!(
+                    o,
+                    "proclens_render_seconds_bucket{{file=\"{label}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = f.opens.load(Relaxed);
             let _ = writeln!(
                 o,
-                "proclens_render_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+                "proclens_render_seconds_bucket{{file=\"{label}\",le=\"+Inf\"}} {count}\n\
+                 proclens_render_seconds_sum{{file=\"{label}\"}} {}\n\
+                 proclens_render_seconds_count{{file=\"{label}\"}} {count}",
+                f.render_ns.load(Relaxed) as f64 / 1e9
             );
         }
-        let count = self.renders.load(Relaxed);
-        let _ = writeln!(o, "proclens_render_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            o,
-            "proclens_render_seconds_sum {}\nproclens_render_seconds_count {count}",
-            self.render_ns.load(Relaxed) as f64 / 1e9
-        );
-        let scalars: [(&str, &str, &str, String); 6] = [
-            (
-                "render_cache_hits_total",
-                "counter",
-                "Reads served a rendering made for the same container within the cache lifetime.",
-                st.cache_hits.to_string(),
-            ),
-            (
-                "render_cache_misses_total",
-                "counter",
-                "Reads that rendered anew.",
-                st.cache_misses.to_string(),
-            ),
+        let scalars: [(&str, &str, &str, String); 5] = [
             (
                 "fallbacks_total",
                 "counter",
@@ -159,6 +159,12 @@ impl Metrics {
                 "gauge",
                 "Containers whose load average is sampled.",
                 st.load_averages.to_string(),
+            ),
+            (
+                "kept_descriptors",
+                "gauge",
+                "Cgroup directories, host files and task stat files kept open for fresh reads.",
+                st.kept_descriptors.to_string(),
             ),
             (
                 "uptime_seconds",
@@ -195,6 +201,32 @@ fn sample(line: &str) -> Option<(&str, &str, f64)> {
     }
 }
 
+/// The value of label `name` in a labels text (`file="stat",le="0.5"`).
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.trim_matches('"'))
+    })
+}
+
+/// The smallest bucket bound holding quantile `q` of a cumulative
+/// histogram, as a person reads it.
+fn quantile(buckets: &[(f64, f64)], count: f64, q: f64) -> String {
+    if count == 0.0 {
+        return "-".to_owned();
+    }
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= q * count)
+        .map_or("-".to_owned(), |(le, _)| {
+            if le.is_finite() {
+                format!("<={:.0}", le * 1e6)
+            } else {
+                ">100000".to_owned()
+            }
+        })
+}
+
 /// `proclens status`: the metrics text as a short report for a person.
 pub fn report(text: &str) -> Result<String, String> {
     let samples: Vec<(&str, &str, f64)> = text.lines().filter_map(sample).collect();
@@ -205,15 +237,11 @@ pub fn report(text: &str) -> Result<String, String> {
             .map(|s| s.2)
             .ok_or_else(|| format!("no {name} in the metrics"))
     };
-    let by_file = |name: &str| -> Vec<(String, f64)> {
+    let of_file = |name: &str, file: &str| -> f64 {
         samples
             .iter()
-            .filter(|(n, _, _)| *n == name)
-            .filter_map(|(_, l, v)| {
-                let f = l.strip_prefix("file=\"")?.strip_suffix('"')?;
-                Some((f.to_owned(), *v))
-            })
-            .collect()
+            .find(|(n, l, _)| *n == name && label(l, "file") == Some(file))
+            .map_or(0.0, |s| s.2)
     };
     let mut o = String::new();
     let _ = writeln!(
@@ -223,62 +251,56 @@ pub fn report(text: &str) -> Result<String, String> {
     );
     let _ = writeln!(
         o,
-        "containers tracked: {} CPU accounts, {} load averages",
+        "containers tracked: {} CPU accounts, {} load averages; {} descriptors kept open",
         get("proclens_tracked_cpu_accounts")?,
-        get("proclens_tracked_load_averages")?
-    );
-    let (hits, misses) = (
-        get("proclens_render_cache_hits_total")?,
-        get("proclens_render_cache_misses_total")?,
-    );
-    let _ = writeln!(
-        o,
-        "render cache: {hits} hits, {misses} misses ({:.0}% hits)",
-        if hits + misses > 0.0 {
-            hits * 100.0 / (hits + misses)
-        } else {
-            0.0
-        }
+        get("proclens_tracked_load_averages")?,
+        get("proclens_kept_descriptors")?
     );
     let _ = writeln!(
         o,
         "fallbacks to the host's file: {}",
         get("proclens_fallbacks_total")?
     );
-    let count = get("proclens_render_seconds_count")?;
-    let sum = get("proclens_render_seconds_sum")?;
-    let buckets: Vec<(f64, f64)> = samples
-        .iter()
-        .filter(|(n, _, _)| *n == "proclens_render_seconds_bucket")
-        .filter_map(|(_, l, v)| {
-            let le = l.strip_prefix("le=\"")?.strip_suffix('"')?;
-            Some((le.parse().unwrap_or(f64::INFINITY), *v))
-        })
-        .collect();
-    let quantile = |q: f64| {
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= q * count)
-            .map_or("-".to_owned(), |(le, _)| {
-                if le.is_finite() {
-                    format!("<= {:.0} µs", le * 1e6)
-                } else {
-                    "> 100 ms".to_owned()
-                }
-            })
-    };
     let _ = writeln!(
         o,
-        "content per open: mean {:.1} µs, median {}, 99th percentile {}",
-        if count > 0.0 { sum / count * 1e6 } else { 0.0 },
-        quantile(0.5),
-        quantile(0.99)
+        "time to produce a file's content for an open, in µs (every open renders anew):"
     );
-    let errors = by_file("proclens_open_errors_total");
-    let _ = writeln!(o, "{:<14}{:>12}{:>10}", "file", "opens", "errors");
-    for (f, n) in by_file("proclens_opens_total") {
-        let e = errors.iter().find(|(g, _)| *g == f).map_or(0.0, |x| x.1);
-        let _ = writeln!(o, "{f:<14}{n:>12}{e:>10}");
+    let _ = writeln!(
+        o,
+        "{:<14}{:>10}{:>8}{:>10}{:>10}{:>10}",
+        "file", "opens", "errors", "mean", "median", "p99"
+    );
+    let files: Vec<&str> = samples
+        .iter()
+        .filter(|(n, _, _)| *n == "proclens_opens_total")
+        .filter_map(|(_, l, _)| label(l, "file"))
+        .collect();
+    if files.is_empty() {
+        return Err("no proclens_opens_total in the metrics".into());
+    }
+    for f in files {
+        let count = of_file("proclens_render_seconds_count", f);
+        let sum = of_file("proclens_render_seconds_sum", f);
+        let buckets: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|(n, l, _)| {
+                *n == "proclens_render_seconds_bucket" && label(l, "file") == Some(f)
+            })
+            .filter_map(|(_, l, v)| Some((label(l, "le")?.parse().unwrap_or(f64::INFINITY), *v)))
+            .collect();
+        let mean = if count > 0.0 {
+            format!("{:.1}", sum / count * 1e6)
+        } else {
+            "-".to_owned()
+        };
+        let _ = writeln!(
+            o,
+            "{f:<14}{:>10}{:>8}{mean:>10}{:>10}{:>10}",
+            of_file("proclens_opens_total", f),
+            of_file("proclens_open_errors_total", f),
+            quantile(&buckets, count, 0.5),
+            quantile(&buckets, count, 0.99)
+        );
     }
     Ok(o)
 }
@@ -315,11 +337,10 @@ mod tests {
         );
         m.opened(Kind::BlockStat, Duration::from_secs(1), true);
         let text = m.render(State {
-            cache_hits: 2,
-            cache_misses: 1,
             fallbacks: 4,
             cpu_accounts: 5,
             load_averages: 6,
+            kept_descriptors: 8,
             uptime: Duration::from_secs(7),
         });
         let opens = counts(&text, "proclens_opens_total");
@@ -332,18 +353,20 @@ mod tests {
         let errors = counts(&text, "proclens_open_errors_total");
         assert!(errors.contains(&("file=\"cpu/online\"".into(), 1.0)));
         assert!(errors.contains(&("file=\"meminfo\"".into(), 0.0)));
-        // Histogram buckets are cumulative; the 1 s rendering is only in +Inf.
+        // Histogram buckets are cumulative, per file; the 1 s rendering of
+        // block_stat is only in +Inf.
         let b = counts(&text, "proclens_render_seconds_bucket");
-        let at = |le: &str| {
+        let at = |file: &str, le: &str| {
             b.iter()
-                .find(|(l, _)| l == &format!("le=\"{le}\""))
+                .find(|(l, _)| l == &format!("file=\"{file}\",le=\"{le}\""))
                 .map(|x| x.1)
         };
-        assert_eq!(at("0.00005"), Some(1.0));
-        assert_eq!(at("0.0001"), Some(2.0));
-        assert_eq!(at("0.0025"), Some(2.0));
-        assert_eq!(at("0.01"), Some(3.0));
-        assert_eq!(at("+Inf"), Some(4.0));
+        assert_eq!(at("meminfo", "0.00005"), Some(1.0));
+        assert_eq!(at("meminfo", "0.0001"), Some(2.0));
+        assert_eq!(at("cpu/online", "0.0025"), Some(0.0));
+        assert_eq!(at("cpu/online", "0.01"), Some(1.0));
+        assert_eq!(at("block_stat", "0.1"), Some(0.0));
+        assert_eq!(at("block_stat", "+Inf"), Some(1.0));
         let every_family_typed = text.lines().filter_map(sample).all(|(n, _, _)| {
             let base = n.trim_end_matches("_bucket").trim_end_matches("_sum");
             let base = base.trim_end_matches("_count");
@@ -353,10 +376,23 @@ mod tests {
 
         let r = report(&text).expect("report");
         assert!(r.contains("5 CPU accounts, 6 load averages"), "{r}");
-        assert!(r.contains("2 hits, 1 misses (67% hits)"), "{r}");
+        assert!(r.contains("8 descriptors kept open"), "{r}");
         assert!(r.contains("fallbacks to the host's file: 4"), "{r}");
-        assert!(r.contains("median <= 100 µs"), "{r}");
-        assert!(r.contains("99th percentile > 100 ms"), "{r}");
+        let row = |f: &str| -> Vec<String> {
+            r.lines()
+                .find(|l| l.split_whitespace().next() == Some(f))
+                .unwrap_or_else(|| panic!("no row {f} in {r}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        // meminfo: 2 opens, mean 50 µs, median within 50 µs, p99 within 100.
+        assert_eq!(
+            row("meminfo"),
+            ["meminfo", "2", "0", "50.0", "<=50", "<=100"]
+        );
+        assert_eq!(row("block_stat")[5], ">100000");
+        assert_eq!(row("stat"), ["stat", "0", "0", "-", "-", "-"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The host's own /proc and /sys files and clocks, read below a root.
 
+use crate::source::kept::Files;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -9,17 +10,31 @@ pub struct Error {
     pub error: std::io::Error,
 }
 
-/// Reads host files below `root` (`/` in production, a fixture in tests).
-#[derive(Debug, Clone)]
+/// Reads host files below `root` (`/` in production, a fixture in tests),
+/// each through a descriptor kept open (`kept.rs`).
+#[derive(Debug)]
 pub struct Host {
     root: PathBuf,
+    files: Files,
 }
 
 impl Host {
-    pub fn new(root: &Path) -> Host {
+    /// At most `max_files` host files are kept open.
+    pub fn new(root: &Path, max_files: usize) -> Host {
         Host {
             root: root.to_owned(),
+            files: Files::new(max_files),
         }
+    }
+
+    /// Closes what nobody read for a while.
+    pub fn prune(&self) -> usize {
+        self.files.prune()
+    }
+
+    /// Host files kept open.
+    pub fn kept_descriptors(&self) -> usize {
+        self.files.len()
     }
 
     pub fn root(&self) -> &Path {
@@ -28,8 +43,11 @@ impl Host {
 
     /// A file by its absolute path, e.g. "/proc/meminfo".
     pub fn read(&self, abs: &str) -> Result<String, Error> {
-        let path = self.root.join(abs.trim_start_matches('/'));
-        crate::source::kfile::read_text(&path).map_err(|error| Error { path, error })
+        let path = || self.root.join(abs.trim_start_matches('/'));
+        self.files.read_text(abs, path).map_err(|error| Error {
+            path: path(),
+            error,
+        })
     }
 
     /// Online CPUs from `/sys/devices/system/cpu/online`.

@@ -5,5 +5,6 @@
 
 pub mod cgroup;
 pub mod host;
+pub mod kept;
 pub mod kfile;
 pub mod proc;

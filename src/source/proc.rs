@@ -2,6 +2,7 @@
 //! `status` (`NSpid`) and the `ns/pid` link. Parsers take text; the readers
 //! are thin wrappers that name the file in their errors.
 
+use crate::source::kept::{Kept, Lru, IDLE};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,76 @@ pub fn innermost_pid(root: &Path, pid: u32) -> Option<u32> {
 pub fn read_cgroup(root: &Path, pid: u32) -> Result<String, Error> {
     let path = root.join(format!("proc/{pid}/cgroup"));
     crate::source::kfile::read_text(&path).map_err(|error| Error::Read { path, error })
+}
+
+/// Kept `/proc/<tid>/task/<tid>/stat` descriptors, for counting a
+/// container's running and blocked tasks on every read at the cost of one
+/// pread per task. A kept descriptor always refers to the task it was
+/// opened for: once that task is gone it answers ESRCH, even when its tid
+/// is given to a new task, so it can never show another task's state.
+#[derive(Debug)]
+pub struct Tasks {
+    root: PathBuf,
+    lru: Lru<u32, Kept>,
+}
+
+impl Tasks {
+    /// At most `cap` tasks are kept open.
+    pub fn new(root: &Path, cap: usize) -> Tasks {
+        Tasks {
+            root: root.to_owned(),
+            lru: Lru::new(cap),
+        }
+    }
+
+    fn open(&self, tid: u32) -> std::io::Result<Kept> {
+        // The thread's own stat (its state, not its thread group's sums);
+        // a captured fixture tree only has proc/<pid>/stat.
+        Kept::open(&self.root.join(format!("proc/{tid}/task/{tid}/stat")))
+            .or_else(|_| Kept::open(&self.root.join(format!("proc/{tid}/stat"))))
+    }
+
+    /// The state letter of task `tid` (R, S, D, ...), `None` if it is gone.
+    pub fn state(&self, tid: u32) -> Option<char> {
+        let read = |k: &Kept| k.read_text().ok().and_then(|t| parse_stat(&t).ok());
+        let k = self.lru.get_or_open(&tid, || self.open(tid)).ok()?;
+        if let Some(s) = read(&k) {
+            return Some(s.state);
+        }
+        // Gone, or its tid reused by the task listed now: open that one.
+        self.lru.forget(&tid, &k);
+        let k = self.lru.get_or_open(&tid, || self.open(tid)).ok()?;
+        read(&k).map(|s| s.state)
+    }
+
+    /// (running, blocked) among `tids`; `reader` counts as running (the
+    /// kernel counts the reading task, which sleeps in FUSE meanwhile).
+    pub fn count(&self, tids: &[u32], reader: u32) -> (usize, usize) {
+        let (mut r, mut d) = (0, 0);
+        for tid in tids {
+            if *tid == reader {
+                r += 1;
+                continue;
+            }
+            // A task that exited since the list was read counts as neither.
+            match self.state(*tid) {
+                Some('R') => r += 1,
+                Some('D') => d += 1,
+                _ => {}
+            }
+        }
+        (r, d)
+    }
+
+    /// Closes what nobody read for a while; returns how many stay open.
+    pub fn prune(&self) -> usize {
+        self.lru.expire(IDLE)
+    }
+
+    /// Task stat files kept open.
+    pub fn kept_descriptors(&self) -> usize {
+        self.lru.len()
+    }
 }
 
 #[cfg(test)]

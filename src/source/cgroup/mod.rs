@@ -11,14 +11,18 @@ pub use parse::{DevNum, IoCounters};
 pub use placement::{Dir, Placement, Version};
 pub use read::{CpuLimits, CpuUsage, Error, MemStat, Memory};
 
+use crate::source::kept::Dirs;
+use read::Files;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The host's cgroup layout: which controller is on which hierarchy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Cgroups {
     root: PathBuf,
     mounts: Mounts,
+    /// Every cgroup directory read, kept open (`kept.rs`).
+    dirs: Dirs,
     /// Controllers enabled on the unified hierarchy (its root's cgroup.controllers).
     v2_controllers: BTreeSet<String>,
 }
@@ -30,27 +34,56 @@ pub fn under(root: &Path, abs: &Path) -> PathBuf {
 
 impl Cgroups {
     /// Reads `<root>/proc/self/mountinfo` and the unified root's controllers.
-    pub fn discover(root: &Path) -> Result<Self, Error> {
+    /// At most `max_dirs` cgroup directories are kept open.
+    pub fn discover(root: &Path, max_dirs: usize) -> Result<Self, Error> {
         let path = root.join("proc/self/mountinfo");
-        let text = read::text(&path)?;
+        let text = crate::source::kfile::read_text(&path).map_err(|error| Error::Read {
+            path: path.clone(),
+            error,
+        })?;
         let mounts =
             mounts::parse_mountinfo(&text).map_err(|error| Error::Parse { path, error })?;
-        Self::new(root, mounts)
+        Self::new(root, mounts, max_dirs)
     }
 
-    pub fn new(root: &Path, mounts: Mounts) -> Result<Self, Error> {
+    pub fn new(root: &Path, mounts: Mounts, max_dirs: usize) -> Result<Self, Error> {
+        let dirs = Dirs::new(max_dirs, "cgroup.procs");
         let mut v2_controllers = BTreeSet::new();
         if let Some(v2) = &mounts.v2 {
-            let path = under(root, &v2.mountpoint).join("cgroup.controllers");
-            if let Some(text) = read::text_opt(&path)? {
+            let top = under(root, &v2.mountpoint);
+            if let Some(text) = Files(&dirs).text_opt(&top, "cgroup.controllers")? {
                 v2_controllers = text.split_whitespace().map(str::to_owned).collect();
             }
         }
         Ok(Cgroups {
             root: root.to_owned(),
             mounts,
+            dirs,
             v2_controllers,
         })
+    }
+
+    /// Closes the kept directories of cgroups that are gone; returns how
+    /// many stay open.
+    pub fn prune(&self) -> usize {
+        self.dirs.prune()
+    }
+
+    /// Descriptors kept open for cgroup directories and their files.
+    pub fn kept_descriptors(&self) -> usize {
+        self.dirs.descriptors()
+    }
+
+    /// The inode of a cgroup directory, through its kept descriptor: a
+    /// cgroup created again at the same path has another.
+    pub fn ino(&self, dir: &Path) -> Result<u64, Error> {
+        self.dirs
+            .get(dir)
+            .map(|d| d.ino())
+            .map_err(|error| Error::Read {
+                path: dir.to_owned(),
+                error,
+            })
     }
 
     pub fn root(&self) -> &Path {
@@ -119,16 +152,16 @@ impl Cgroups {
     pub fn memory(&self, p: &Placement) -> Result<Option<Memory>, Error> {
         p.get(Controller::Memory)
             .filter(|d| !d.is_root())
-            .map(read::memory)
+            .map(|d| read::memory(Files(&self.dirs), d))
             .transpose()
     }
 
     pub fn cpu_limits(&self, p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
-        read::cpu_limits(p, online)
+        read::cpu_limits(Files(&self.dirs), p, online)
     }
 
     pub fn cpu_usage(&self, p: &Placement) -> Result<Option<CpuUsage>, Error> {
-        read::cpu_usage(p)
+        read::cpu_usage(Files(&self.dirs), p)
     }
 
     /// `None` without an I/O controller, or in the root cgroup (the host:
@@ -136,12 +169,12 @@ impl Cgroups {
     pub fn io(&self, p: &Placement) -> Result<Option<BTreeMap<DevNum, IoCounters>>, Error> {
         p.get(Controller::Blkio)
             .filter(|d| !d.is_root())
-            .map(read::io)
+            .map(|d| read::io(Files(&self.dirs), d))
             .transpose()
     }
 
     /// Thread ids of every task in the cgroup and its descendants.
     pub fn tasks(&self, dir: &Dir) -> Result<Vec<u32>, Error> {
-        read::tasks(dir)
+        read::tasks(Files(&self.dirs), dir)
     }
 }

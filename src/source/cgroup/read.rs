@@ -5,6 +5,7 @@
 use super::mounts::Controller;
 use super::parse::{self, BlkioUnit, DevNum, IoCounters, ParseError};
 use super::placement::{Dir, Placement, Version};
+use crate::source::kept::{Dirs, KeptDir};
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -24,44 +25,57 @@ pub enum Error {
     },
 }
 
-pub(super) fn text(path: &Path) -> Result<String, Error> {
-    crate::source::kfile::read_text(path).map_err(|error| Error::Read {
-        path: path.to_owned(),
+fn read_err(dir: &Path, name: &str, error: std::io::Error) -> Error {
+    Error::Read {
+        path: dir.join(name),
         error,
-    })
-}
-
-/// Like [`text`], but a missing file is `None` (an older kernel, a
-/// controller file that only exists below the root, swap accounting off).
-pub(super) fn text_opt(path: &Path) -> Result<Option<String>, Error> {
-    match crate::source::kfile::read_text(path) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::Read {
-            path: path.to_owned(),
-            error,
-        }),
     }
 }
 
-fn parsed<T>(path: &Path, f: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<T, Error> {
-    let t = text(path)?;
-    f(&t).map_err(|error| Error::Parse {
-        path: path.to_owned(),
+fn parse_err(dir: &Path, name: &str, error: ParseError) -> Error {
+    Error::Parse {
+        path: dir.join(name),
         error,
-    })
+    }
 }
 
-fn parsed_opt<T>(
-    path: &Path,
-    f: impl FnOnce(&str) -> Result<T, ParseError>,
-) -> Result<Option<T>, Error> {
-    match text_opt(path)? {
-        None => Ok(None),
-        Some(t) => f(&t).map(Some).map_err(|error| Error::Parse {
-            path: path.to_owned(),
-            error,
-        }),
+/// Control files read through kept directory descriptors (`kept.rs`); the
+/// path is only ever built to name a file in an error.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Files<'a>(pub &'a Dirs);
+
+impl Files<'_> {
+    /// A missing file is `None` (an older kernel, a controller file that
+    /// only exists below the root, swap accounting off).
+    pub(super) fn text_opt(self, dir: &Path, name: &'static str) -> Result<Option<String>, Error> {
+        self.0.read(dir, name).map_err(|e| read_err(dir, name, e))
+    }
+
+    pub(super) fn text(self, dir: &Path, name: &'static str) -> Result<String, Error> {
+        self.text_opt(dir, name)?
+            .ok_or_else(|| read_err(dir, name, std::io::Error::from(ErrorKind::NotFound)))
+    }
+
+    fn parsed<T>(
+        self,
+        dir: &Path,
+        name: &'static str,
+        f: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<T, Error> {
+        let t = self.text(dir, name)?;
+        f(&t).map_err(|e| parse_err(dir, name, e))
+    }
+
+    fn parsed_opt<T>(
+        self,
+        dir: &Path,
+        name: &'static str,
+        f: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, Error> {
+        match self.text_opt(dir, name)? {
+            None => Ok(None),
+            Some(t) => f(&t).map(Some).map_err(|e| parse_err(dir, name, e)),
+        }
     }
 }
 
@@ -76,13 +90,14 @@ fn v1_limit(t: &str) -> Result<Option<u64>, ParseError> {
 /// The smallest limit over the chain; files missing at some level (the
 /// hierarchy root has no memory.max) do not count.
 fn min_over_chain(
+    fs: Files,
     dir: &Dir,
-    file: &str,
+    file: &'static str,
     f: impl Fn(&str) -> Result<Option<u64>, ParseError>,
 ) -> Result<Option<u64>, Error> {
     let mut best: Option<u64> = None;
     for d in dir.chain() {
-        if let Some(Some(v)) = parsed_opt(&d.join(file), &f)? {
+        if let Some(Some(v)) = fs.parsed_opt(d, file, &f)? {
             best = Some(best.map_or(v, |b| b.min(v)));
         }
     }
@@ -179,19 +194,19 @@ pub struct Memory {
     pub swap: Option<Swap>,
 }
 
-pub(super) fn memory(dir: &Dir) -> Result<Memory, Error> {
+pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
     let p = &dir.path;
     match dir.version {
         Version::V2 => {
-            let limit = min_over_chain(dir, "memory.max", parse::limit)?;
-            let usage = parsed(&p.join("memory.current"), parse::number)?;
-            let stat = parsed(&p.join("memory.stat"), |t| {
+            let limit = min_over_chain(fs, dir, "memory.max", parse::limit)?;
+            let usage = fs.parsed(p, "memory.current", parse::number)?;
+            let stat = fs.parsed(p, "memory.stat", |t| {
                 parse::flat_keyed(t).map(|m| MemStat::from_v2(&m))
             })?;
-            let swap = match parsed_opt(&p.join("memory.swap.current"), parse::number)? {
+            let swap = match fs.parsed_opt(p, "memory.swap.current", parse::number)? {
                 None => None,
                 Some(usage) => Some(Swap {
-                    limit: min_over_chain(dir, "memory.swap.max", parse::limit)?,
+                    limit: min_over_chain(fs, dir, "memory.swap.max", parse::limit)?,
                     usage,
                 }),
             };
@@ -203,16 +218,17 @@ pub(super) fn memory(dir: &Dir) -> Result<Memory, Error> {
             })
         }
         Version::V1 => {
-            let limit = min_over_chain(dir, "memory.limit_in_bytes", v1_limit)?;
-            let usage = parsed(&p.join("memory.usage_in_bytes"), parse::number)?;
-            let stat = parsed(&p.join("memory.stat"), |t| {
+            let limit = min_over_chain(fs, dir, "memory.limit_in_bytes", v1_limit)?;
+            let usage = fs.parsed(p, "memory.usage_in_bytes", parse::number)?;
+            let stat = fs.parsed(p, "memory.stat", |t| {
                 parse::flat_keyed(t).map(|m| MemStat::from_v1(&m))
             })?;
             // memsw counts memory + swap; what is left over is the swap part.
-            let swap = match parsed_opt(&p.join("memory.memsw.usage_in_bytes"), parse::number)? {
+            let swap = match fs.parsed_opt(p, "memory.memsw.usage_in_bytes", parse::number)? {
                 None => None,
                 Some(memsw_usage) => {
-                    let memsw_limit = min_over_chain(dir, "memory.memsw.limit_in_bytes", v1_limit)?;
+                    let memsw_limit =
+                        min_over_chain(fs, dir, "memory.memsw.limit_in_bytes", v1_limit)?;
                     Some(Swap {
                         limit: match (memsw_limit, limit) {
                             (Some(ms), Some(m)) => Some(ms.saturating_sub(m)),
@@ -244,28 +260,29 @@ pub struct CpuLimits {
     pub quota: Option<f64>,
 }
 
-fn cpuset(dir: &Dir) -> Result<Option<Vec<u32>>, Error> {
+fn cpuset(fs: Files, dir: &Dir) -> Result<Option<Vec<u32>>, Error> {
     let files: &[&str] = match dir.version {
         Version::V2 => &["cpuset.cpus.effective"],
         Version::V1 => &["cpuset.effective_cpus", "cpuset.cpus"],
     };
     for f in files {
-        if let Some(cpus) = parsed_opt(&dir.path.join(f), parse::cpu_list)? {
+        if let Some(cpus) = fs.parsed_opt(&dir.path, f, parse::cpu_list)? {
             return Ok(Some(cpus));
         }
     }
     Ok(None)
 }
 
-fn quota(dir: &Dir) -> Result<Option<f64>, Error> {
+fn quota(fs: Files, dir: &Dir) -> Result<Option<f64>, Error> {
     let mut best: Option<f64> = None;
     for d in dir.chain() {
         let q = match dir.version {
-            Version::V2 => parsed_opt(&d.join("cpu.max"), parse::cpu_max)?
+            Version::V2 => fs
+                .parsed_opt(d, "cpu.max", parse::cpu_max)?
                 .and_then(|(q, p)| q.map(|q| q as f64 / p as f64)),
             Version::V1 => {
-                let q = parsed_opt(&d.join("cpu.cfs_quota_us"), parse::signed)?;
-                let p = parsed_opt(&d.join("cpu.cfs_period_us"), parse::number)?;
+                let q = fs.parsed_opt(d, "cpu.cfs_quota_us", parse::signed)?;
+                let p = fs.parsed_opt(d, "cpu.cfs_period_us", parse::number)?;
                 match (q, p) {
                     (Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
                     _ => None,
@@ -279,9 +296,9 @@ fn quota(dir: &Dir) -> Result<Option<f64>, Error> {
     Ok(best)
 }
 
-pub(super) fn cpu_limits(p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
+pub(super) fn cpu_limits(fs: Files, p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
     let mut cpus = match p.get(Controller::Cpuset) {
-        Some(d) => cpuset(d)?.unwrap_or_default(),
+        Some(d) => cpuset(fs, d)?.unwrap_or_default(),
         None => Vec::new(),
     };
     cpus.retain(|c| online.contains(c));
@@ -289,7 +306,7 @@ pub(super) fn cpu_limits(p: &Placement, online: &[u32]) -> Result<CpuLimits, Err
         cpus = online.to_vec();
     }
     let quota = match p.get(Controller::Cpu) {
-        Some(d) => quota(d)?,
+        Some(d) => quota(fs, d)?,
         None => None,
     };
     Ok(CpuLimits { cpus, quota })
@@ -304,7 +321,7 @@ pub struct CpuUsage {
     pub per_cpu: Option<Vec<(u64, u64)>>,
 }
 
-pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
+pub(super) fn cpu_usage(fs: Files, p: &Placement) -> Result<Option<CpuUsage>, Error> {
     let Some(dir) = p
         .get(Controller::Cpuacct)
         .or_else(|| p.get(Controller::Cpu))
@@ -313,16 +330,11 @@ pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
     };
     match dir.version {
         Version::V2 => {
-            let path = dir.path.join("cpu.stat");
-            let t = text(&path)?;
-            let m = parse::flat_keyed(&t).map_err(|error| Error::Parse {
-                path: path.clone(),
-                error,
-            })?;
+            let t = fs.text(&dir.path, "cpu.stat")?;
+            let m = parse::flat_keyed(&t).map_err(|e| parse_err(&dir.path, "cpu.stat", e))?;
             let get = |k: &str| {
-                m.get(k).copied().ok_or_else(|| Error::Parse {
-                    path: path.clone(),
-                    error: ParseError(format!("no {k} key")),
+                m.get(k).copied().ok_or_else(|| {
+                    parse_err(&dir.path, "cpu.stat", ParseError(format!("no {k} key")))
                 })
             };
             Ok(Some(CpuUsage {
@@ -338,12 +350,9 @@ pub(super) fn cpu_usage(p: &Placement) -> Result<Option<CpuUsage>, Error> {
             // (kernel/sched/cpuacct.c cpuacct_cpuusage_read), so they only give
             // each CPU's split; cpuacct.stat (USER_HZ ticks) splits a CPU
             // that has no ticks yet, or everything on kernels without usage_all.
-            let total = parsed(&dir.path.join("cpuacct.usage_percpu"), parse::number_list)?;
-            let split = parsed_opt(
-                &dir.path.join("cpuacct.usage_all"),
-                parse::cpuacct_usage_all,
-            )?;
-            let overall = parsed(&dir.path.join("cpuacct.stat"), |t| {
+            let total = fs.parsed(&dir.path, "cpuacct.usage_percpu", parse::number_list)?;
+            let split = fs.parsed_opt(&dir.path, "cpuacct.usage_all", parse::cpuacct_usage_all)?;
+            let overall = fs.parsed(&dir.path, "cpuacct.stat", |t| {
                 parse::flat_keyed(t).map(|m| {
                     (
                         m.get("user").copied().unwrap_or(0),
@@ -382,25 +391,33 @@ fn split_time(total: u64, (u, s): (u64, u64)) -> (u64, u64) {
     (user, total - user)
 }
 
-pub(super) fn io(dir: &Dir) -> Result<BTreeMap<DevNum, IoCounters>, Error> {
+pub(super) fn io(fs: Files, dir: &Dir) -> Result<BTreeMap<DevNum, IoCounters>, Error> {
     match dir.version {
-        Version::V2 => {
-            Ok(parsed_opt(&dir.path.join("io.stat"), parse::io_stat)?.unwrap_or_default())
-        }
+        Version::V2 => Ok(fs
+            .parsed_opt(&dir.path, "io.stat", parse::io_stat)?
+            .unwrap_or_default()),
         Version::V1 => {
             // The throttle policy counts I/O to devices with a throttle rule;
             // bfq counts when it schedules the device. Prefer throttle, never
             // add both (they would count the same I/O twice).
-            for policy in ["blkio.throttle", "blkio.bfq"] {
+            for files in [
+                [
+                    (
+                        "blkio.throttle.io_service_bytes_recursive",
+                        BlkioUnit::Bytes,
+                    ),
+                    ("blkio.throttle.io_serviced_recursive", BlkioUnit::Ios),
+                ],
+                [
+                    ("blkio.bfq.io_service_bytes_recursive", BlkioUnit::Bytes),
+                    ("blkio.bfq.io_serviced_recursive", BlkioUnit::Ios),
+                ],
+            ] {
                 let mut acc = BTreeMap::new();
-                for (file, unit) in [
-                    ("io_service_bytes_recursive", BlkioUnit::Bytes),
-                    ("io_serviced_recursive", BlkioUnit::Ios),
-                ] {
-                    let path = dir.path.join(format!("{policy}.{file}"));
-                    if let Some(t) = text_opt(&path)? {
+                for (file, unit) in files {
+                    if let Some(t) = fs.text_opt(&dir.path, file)? {
                         parse::blkio_table(&t, unit, &mut acc)
-                            .map_err(|error| Error::Parse { path, error })?;
+                            .map_err(|e| parse_err(&dir.path, file, e))?;
                     }
                 }
                 if !acc.is_empty() {
@@ -412,37 +429,49 @@ pub(super) fn io(dir: &Dir) -> Result<BTreeMap<DevNum, IoCounters>, Error> {
     }
 }
 
-pub(super) fn tasks(dir: &Dir) -> Result<Vec<u32>, Error> {
+/// Whether a v2 cgroup has descendants (`cgroup.stat`), so that a
+/// container without any is not listed at all.
+fn has_descendants(fs: Files, dir: &Dir) -> Result<bool, Error> {
+    if dir.version == Version::V1 {
+        return Ok(true);
+    }
+    let n = fs.parsed_opt(&dir.path, "cgroup.stat", |t| {
+        parse::flat_keyed(t).map(|m| m.get("nr_descendants").copied())
+    })?;
+    Ok(n.flatten().is_none_or(|n| n > 0))
+}
+
+pub(super) fn tasks(fs: Files, dir: &Dir) -> Result<Vec<u32>, Error> {
     let file = match dir.version {
         Version::V1 => "tasks",
         Version::V2 => "cgroup.threads",
     };
+    let walk = has_descendants(fs, dir)?;
     let mut out = Vec::new();
     let mut stack = vec![dir.path.clone()];
     let mut first = true;
     while let Some(d) = stack.pop() {
+        // v1 task lists must be opened anew for each read (`read_once`).
+        let list = |k: &KeptDir| match dir.version {
+            Version::V1 => k.read_once(file),
+            Version::V2 => k.read(file),
+        };
+        let listed = fs.0.with(&d, |k| {
+            Ok((list(k)?, if walk { k.subdirs()? } else { Vec::new() }))
+        });
         // A child cgroup removed while we walk is not an error; the cgroup
         // itself vanishing is (the caller falls back to the host file).
-        let t = if first {
-            Some(text(&d.join(file))?)
-        } else {
-            text_opt(&d.join(file))?
+        let (t, subs) = match listed {
+            Ok((Some(t), subs)) => (t, subs),
+            _ if !first => continue,
+            Ok((None, _)) => return Err(read_err(&d, file, ErrorKind::NotFound.into())),
+            Err(e) => return Err(read_err(&d, file, e)),
         };
         first = false;
-        let Some(t) = t else { continue };
         for l in t.lines() {
-            out.push(parse::number(l).map_err(|error| Error::Parse {
-                path: d.join(file),
-                error,
-            })? as u32);
+            out.push(parse::number(l).map_err(|e| parse_err(&d, file, e))? as u32);
         }
-        if let Ok(rd) = std::fs::read_dir(&d) {
-            stack.extend(
-                rd.flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
+        stack.extend(subs.iter().map(|n| d.join(n)));
     }
     Ok(out)
 }

@@ -1,0 +1,642 @@
+//! Descriptors kept open, so that a fresh read of a kernel file costs one
+//! pread(2) at offset 0 instead of open, read and close. procfs, sysfs and
+//! cgroupfs (seq_file and kernfs) generate a file's content anew on every
+//! read that starts at offset 0, so a kept descriptor is exactly as fresh
+//! as a new one; only the path walk and the open are saved.
+//!
+//! - A whole file is read with ONE pread into a buffer large enough for it
+//!   (grown and read again from 0 when it was not): a second pread at a
+//!   later offset could be answered from another generation of a seq_file
+//!   by way of another thread's read of the same descriptor.
+//! - A removed cgroup's files answer ENODEV, and its directory opens
+//!   nothing more: a kept directory that says so is dropped and its path
+//!   opened again, so a cgroup removed and created again at the same path
+//!   is never read through a stale descriptor ([`Dirs::read`]).
+//! - Bounded: directories are an LRU with a cap sized from RLIMIT_NOFILE
+//!   ([`Budget`]); each holds at most [`MAX_FILES`] descriptors.
+
+use lru::LruCache;
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{self, ErrorKind};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most kernel files fit; larger ones (cpuinfo of a big host, memory.stat)
+/// grow the buffer once and the size is remembered.
+const FIRST_READ: usize = 4096;
+
+/// At most this many control files are kept per directory (proclens reads
+/// fewer than a dozen names from any one cgroup).
+pub const MAX_FILES: usize = 24;
+
+/// How long the absence of a control file is believed (a controller
+/// enabled later makes its files appear; they are seen within this).
+const ABSENT_FOR: Duration = Duration::from_secs(1);
+
+/// One kept file and the size its content last had.
+#[derive(Debug)]
+pub struct Kept {
+    file: File,
+    size: AtomicUsize,
+}
+
+impl Kept {
+    pub fn new(file: File) -> Kept {
+        Kept {
+            file,
+            size: AtomicUsize::new(FIRST_READ),
+        }
+    }
+
+    /// Opens `path` read-only.
+    pub fn open(path: &Path) -> io::Result<Kept> {
+        File::open(path).map(Kept::new)
+    }
+
+    /// The whole content, from one pread at offset 0.
+    pub fn read(&self) -> io::Result<Vec<u8>> {
+        let mut cap = self.size.load(Ordering::Relaxed).max(64);
+        loop {
+            let mut buf = vec![0u8; cap];
+            let n = loop {
+                match nix::sys::uio::pread(&self.file, &mut buf, 0) {
+                    Ok(n) => break n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if n < cap {
+                buf.truncate(n);
+                // Room for growth next time without a second read.
+                self.size.store(n + n / 4 + 64, Ordering::Relaxed);
+                return Ok(buf);
+            }
+            cap *= 2;
+        }
+    }
+
+    /// The whole content as UTF-8 text.
+    pub fn read_text(&self) -> io::Result<String> {
+        String::from_utf8(self.read()?).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+    }
+}
+
+/// Whether an error says the file or directory behind a kept descriptor is
+/// gone (a removed cgroup, a removed disk) rather than unreadable.
+pub fn is_stale(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENODEV)
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: &'static str,
+    /// `None`: the file did not exist at `checked`.
+    file: Option<Arc<Kept>>,
+    checked: Instant,
+}
+
+/// A directory kept open, with the files read from it.
+#[derive(Debug)]
+pub struct KeptDir {
+    path: PathBuf,
+    ino: u64,
+    /// For openat(2) of its files and listing its subdirectories (the lock
+    /// keeps one thread's rewind and getdents from interleaving another's).
+    dir: Mutex<nix::dir::Dir>,
+    fd: i32,
+    /// A file every live directory of this kind has (`cgroup.procs`): its
+    /// answer tells a vanished directory from a missing file.
+    probe: &'static str,
+    files: Mutex<Vec<Slot>>,
+}
+
+impl KeptDir {
+    pub fn open(path: &Path, probe: &'static str) -> io::Result<KeptDir> {
+        let dir = nix::dir::Dir::open(
+            path,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let fd = dir.as_raw_fd();
+        // SAFETY: fstat into a stat buffer we own, on a descriptor we own.
+        let ino = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            st.st_ino
+        };
+        Ok(KeptDir {
+            path: path.to_owned(),
+            ino,
+            dir: Mutex::new(dir),
+            fd,
+            probe,
+            files: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory's inode: a directory created again at the same path
+    /// has another.
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    fn openat(&self, name: &'static str) -> io::Result<Option<Kept>> {
+        let c = CString::new(name).map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+        // SAFETY: a NUL-terminated name relative to a directory we hold
+        // open; returns a new descriptor or -1.
+        let fd = unsafe { libc::openat(self.fd, c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                ErrorKind::NotFound => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(Some(Kept::new(unsafe { File::from_raw_fd(fd) })))
+    }
+
+    /// The kept file `name`, opened on first use; `None` when it does not
+    /// exist. Fails with ENODEV when the directory itself is gone.
+    fn file(&self, name: &'static str) -> io::Result<Option<Arc<Kept>>> {
+        {
+            let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = files.iter().find(|s| s.name == name) {
+                if s.file.is_some() || s.checked.elapsed() < ABSENT_FOR {
+                    return Ok(s.file.clone());
+                }
+            }
+        }
+        let file = self.openat(name)?.map(Arc::new);
+        if file.is_none() && name != self.probe {
+            // A removed directory opens nothing: ask the file it must have.
+            match self.read(self.probe)? {
+                Some(_) => {}
+                None => return Err(io::Error::from_raw_os_error(libc::ENODEV)),
+            }
+        }
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.retain(|s| s.name != name);
+        if files.len() < MAX_FILES {
+            files.push(Slot {
+                name,
+                file: file.clone(),
+                checked: Instant::now(),
+            });
+        }
+        Ok(file)
+    }
+
+    /// The content of `name` in this directory, `None` if there is none.
+    pub fn read(&self, name: &'static str) -> io::Result<Option<String>> {
+        match self.file(name)? {
+            Some(f) => f.read_text().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The content of `name`, from a descriptor opened for this read alone
+    /// (relative to the kept directory: no path walk). For files whose
+    /// content a kept descriptor would not renew: cgroup v1's `tasks` and
+    /// `cgroup.procs` build their pid list at the first read after open
+    /// and serve it again to later reads of that descriptor
+    /// (kernel/cgroup/cgroup-v1.c cgroup_pidlist_start).
+    pub fn read_once(&self, name: &'static str) -> io::Result<Option<String>> {
+        match self.openat(name)? {
+            Some(k) => k.read_text().map(Some),
+            None if self.alive() => Ok(None),
+            None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+        }
+    }
+
+    /// The names of its subdirectories.
+    pub fn subdirs(&self) -> io::Result<Vec<OsString>> {
+        let mut dir = self.dir.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        // nix rewinds the directory when the iterator is dropped.
+        for e in dir.iter() {
+            let e = e?;
+            let name = e.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            if e.file_type() == Some(nix::dir::Type::Directory) {
+                out.push(OsString::from_vec(name.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Descriptors it holds: its own and its open files'.
+    pub fn descriptors(&self) -> usize {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        1 + files.iter().filter(|s| s.file.is_some()).count()
+    }
+
+    /// Whether the directory still exists: it has a link (a removed
+    /// directory of a disk filesystem has none) and its probe file answers
+    /// (a removed cgroup's answers ENODEV).
+    pub fn alive(&self) -> bool {
+        // SAFETY: fstat into a stat buffer we own, on a descriptor we own.
+        let linked = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(self.fd, &mut st) == 0 && st.st_nlink > 0
+        };
+        linked && matches!(self.read(self.probe), Ok(Some(_)))
+    }
+}
+
+/// How many descriptors the kept tables may hold, from the process's
+/// descriptor limit, leaving room for everything else (FUSE, sockets, the
+/// caller cache's pidfds, files of passthrough entries being read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Kept directories (each with up to [`MAX_FILES`] files).
+    pub dirs: usize,
+    /// Kept per-task stat files.
+    pub tasks: usize,
+    /// Kept host files.
+    pub host: usize,
+}
+
+/// Descriptors left for everything the kept tables are not.
+pub const RESERVED_FDS: u64 = 2048;
+/// The most the tables ever keep, whatever the limit: 4096 directories
+/// and 32768 tasks (about 135k descriptors; the unit's LimitNOFILE leaves
+/// room for them).
+const MAX_DIRS: usize = 4096;
+const MAX_TASKS: usize = 32768;
+const MAX_HOST: usize = 1024;
+
+impl Budget {
+    /// Of what the limit leaves: 45% for directories and their files, 45%
+    /// for tasks, 5% for host files; never less than a few of each.
+    pub fn for_limit(nofile: u64) -> Budget {
+        let spare = nofile.saturating_sub(RESERVED_FDS) as usize;
+        Budget {
+            dirs: (spare * 9 / 20 / (MAX_FILES + 1)).clamp(8, MAX_DIRS),
+            tasks: (spare * 9 / 20).clamp(64, MAX_TASKS),
+            host: (spare / 20).clamp(16, MAX_HOST),
+        }
+    }
+
+    /// The budget for this process, after raising its soft descriptor
+    /// limit to the hard one.
+    pub fn for_process() -> Budget {
+        Budget::for_limit(fd_limit())
+    }
+}
+
+/// The soft RLIMIT_NOFILE, raised to the hard limit first (systemd's
+/// default soft limit is 1024; its hard limit is far higher).
+pub fn fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: r.rlim_max.min(1 << 20),
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r = raised;
+            }
+        }
+    }
+    r.rlim_cur
+}
+
+/// An LRU of kept things by key, each remembered with when it was last
+/// used: bounded by `cap`, and [`Lru::expire`] drops what no reader has
+/// asked for in a while (the descriptors of a container nobody reads).
+#[derive(Debug)]
+pub struct Lru<K: std::hash::Hash + Eq, V> {
+    inner: Mutex<LruCache<K, (Arc<V>, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V> Lru<K, V> {
+    pub fn new(cap: usize) -> Self {
+        Lru {
+            inner: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<K, (Arc<V>, Instant)>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value kept for `key`, or the one `open` makes (kept from now
+    /// on). `open` runs without the lock held.
+    pub fn get_or_open<Q>(
+        &self,
+        key: &Q,
+        open: impl FnOnce() -> io::Result<V>,
+    ) -> io::Result<Arc<V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some((v, at)) = self.lock().get_mut(key) {
+            *at = Instant::now();
+            return Ok(v.clone());
+        }
+        let v = Arc::new(open()?);
+        let mut lru = self.lock();
+        // Another thread may have opened it meanwhile: keep one.
+        if let Some((old, at)) = lru.get_mut(key) {
+            *at = Instant::now();
+            return Ok(old.clone());
+        }
+        lru.put(key.to_owned(), (v.clone(), Instant::now()));
+        Ok(v)
+    }
+
+    /// Drops the value kept for `key` if it is `v`.
+    pub fn forget<Q>(&self, key: &Q, v: &Arc<V>)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let mut lru = self.lock();
+        if lru.peek(key).is_some_and(|(k, _)| Arc::ptr_eq(k, v)) {
+            lru.pop(key);
+        }
+    }
+
+    /// Drops what has not been used for `idle`; returns how many are left.
+    pub fn expire(&self, idle: Duration) -> usize {
+        let mut lru = self.lock();
+        while lru
+            .peek_lru()
+            .is_some_and(|(_, (_, at))| at.elapsed() >= idle)
+        {
+            lru.pop_lru();
+        }
+        lru.len()
+    }
+
+    /// Everything kept, most recently used first.
+    pub fn values(&self) -> Vec<(K, Arc<V>)>
+    where
+        K: Clone,
+    {
+        self.lock()
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How long a kept directory, file or task nobody reads stays open.
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// Kept directories by path.
+#[derive(Debug)]
+pub struct Dirs {
+    probe: &'static str,
+    lru: Lru<PathBuf, KeptDir>,
+}
+
+impl Dirs {
+    /// At most `cap` directories, each told alive by its file `probe`.
+    pub fn new(cap: usize, probe: &'static str) -> Dirs {
+        Dirs {
+            probe,
+            lru: Lru::new(cap),
+        }
+    }
+
+    /// The kept directory at `path`, opened if it is not kept.
+    pub fn get(&self, path: &Path) -> io::Result<Arc<KeptDir>> {
+        self.lru
+            .get_or_open(path, || KeptDir::open(path, self.probe))
+    }
+
+    /// Runs `f` on the kept directory at `path`; if it finds the directory
+    /// gone (ENODEV), forgets it and runs `f` once more on the directory
+    /// now at that path (a cgroup removed and created again).
+    pub fn with<T>(&self, path: &Path, f: impl Fn(&KeptDir) -> io::Result<T>) -> io::Result<T> {
+        let d = self.get(path)?;
+        match f(&d) {
+            Err(e) if is_stale(&e) => {
+                self.lru.forget(path, &d);
+                f(&*self.get(path)?)
+            }
+            r => r,
+        }
+    }
+
+    /// The content of `name` in the directory at `path` (`None`: no such
+    /// file there).
+    pub fn read(&self, path: &Path, name: &'static str) -> io::Result<Option<String>> {
+        self.with(path, |d| d.read(name))
+    }
+
+    /// Closes kept directories that are gone or that nobody read for
+    /// [`IDLE`]; returns how many stay open.
+    pub fn prune(&self) -> usize {
+        self.lru.expire(IDLE);
+        for (path, d) in self.lru.values() {
+            if !d.alive() {
+                self.lru.forget(&path, &d);
+            }
+        }
+        self.lru.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lru.is_empty()
+    }
+
+    /// Descriptors held: the directories' and their files'.
+    pub fn descriptors(&self) -> usize {
+        self.lru.values().iter().map(|(_, d)| d.descriptors()).sum()
+    }
+}
+
+/// Kept files by a key (the host's files by their absolute path).
+#[derive(Debug)]
+pub struct Files {
+    lru: Lru<String, Kept>,
+}
+
+impl Files {
+    pub fn new(cap: usize) -> Files {
+        Files { lru: Lru::new(cap) }
+    }
+
+    /// The content of the file `key`, at `path`, through a kept
+    /// descriptor (opened again once if the file behind it is gone).
+    pub fn read_text(&self, key: &str, path: impl Fn() -> PathBuf) -> io::Result<String> {
+        let f = self.lru.get_or_open(key, || Kept::open(&path()))?;
+        match f.read_text() {
+            Err(e) if is_stale(&e) => {
+                self.lru.forget(key, &f);
+                self.lru
+                    .get_or_open(key, || Kept::open(&path()))?
+                    .read_text()
+            }
+            r => r,
+        }
+    }
+
+    /// Drops what nobody read for [`IDLE`].
+    pub fn prune(&self) -> usize {
+        self.lru.expire(IDLE)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lru.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_read_gets_the_whole_file_whatever_its_size() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for len in [0, 1, 63, 64, FIRST_READ - 1, FIRST_READ, 5 * FIRST_READ + 7] {
+            let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            let p = dir.path().join(format!("f{len}"));
+            std::fs::write(&p, &text).expect("write");
+            let k = Kept::open(&p).expect("open");
+            assert_eq!(k.read_text().expect("read"), text, "length {len}");
+            // Read again through the same descriptor: the same, from 0.
+            assert_eq!(k.read_text().expect("read"), text, "again, length {len}");
+        }
+    }
+
+    #[test]
+    fn a_kept_procfs_file_is_fresh_on_every_read() {
+        // This thread's run time (schedstat's first field, ns) grows as it
+        // spins. Spin until a newly opened file shows 5 ms more than the
+        // kept descriptor's first read; the kept descriptor, read after
+        // that, must show at least as much.
+        let path = Path::new("/proc/thread-self/schedstat");
+        let ran = |s: &str| -> u64 {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("schedstat run time")
+        };
+        let k = Kept::open(path).expect("open");
+        let first = ran(&k.read_text().expect("read"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let fresh = loop {
+            let mut x = 0u64;
+            for _ in 0..100_000 {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            assert!(x > 0);
+            let now = ran(&std::fs::read_to_string(path).expect("read"));
+            if now >= first + 5_000_000 {
+                break now;
+            }
+            assert!(Instant::now() < deadline, "this thread never ran 5 ms");
+        };
+        let kept = ran(&k.read_text().expect("read"));
+        assert!(
+            kept >= fresh,
+            "the kept descriptor read {kept} after a new one read {fresh}"
+        );
+    }
+
+    #[test]
+    fn dirs_know_missing_files_and_keep_what_they_open() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let d = root.path().join("cg");
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::write(d.join("cgroup.procs"), "1\n").expect("write");
+        std::fs::write(d.join("memory.max"), "max\n").expect("write");
+        std::fs::create_dir(d.join("child")).expect("mkdir");
+        let dirs = Dirs::new(4, "cgroup.procs");
+        assert_eq!(
+            dirs.read(&d, "memory.max").expect("read").as_deref(),
+            Some("max\n")
+        );
+        assert_eq!(dirs.read(&d, "memory.swap.max").expect("read"), None);
+        // The kept descriptor reads what the file holds now.
+        std::fs::write(d.join("memory.max"), "4096\n").expect("write");
+        assert_eq!(
+            dirs.read(&d, "memory.max").expect("read").as_deref(),
+            Some("4096\n")
+        );
+        let subs = dirs.get(&d).expect("dir").subdirs().expect("list");
+        assert_eq!(subs, vec![OsString::from("child")]);
+        // Listing twice gives the same (the directory is rewound).
+        assert_eq!(dirs.get(&d).expect("dir").subdirs().expect("list"), subs);
+        assert!(dirs.read(&root.path().join("nope"), "memory.max").is_err());
+    }
+
+    #[test]
+    fn the_lru_is_bounded() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dirs = Dirs::new(3, "cgroup.procs");
+        for i in 0..10 {
+            let d = root.path().join(format!("d{i}"));
+            std::fs::create_dir(&d).expect("mkdir");
+            std::fs::write(d.join("cgroup.procs"), "").expect("write");
+            dirs.read(&d, "cgroup.procs").expect("read");
+        }
+        assert_eq!(dirs.len(), 3);
+        // Gone directories are pruned.
+        for i in 7..10 {
+            std::fs::remove_dir_all(root.path().join(format!("d{i}"))).expect("rm");
+        }
+        assert_eq!(dirs.prune(), 0);
+    }
+
+    #[test]
+    fn budgets_fit_the_limit() {
+        // From a limit that leaves room for the smallest tables up, what
+        // the tables may hold plus the reserve stays within the limit.
+        for limit in [8192u64, 20000, 65536, 262144, 1 << 20] {
+            let b = Budget::for_limit(limit);
+            let used = (b.dirs * (MAX_FILES + 1) + b.tasks + b.host) as u64;
+            assert!(used + RESERVED_FDS <= limit, "{limit}: {b:?} uses {used}");
+        }
+        // The unit's LimitNOFILE=262144 gives the full tables.
+        let full = Budget::for_limit(262144);
+        assert_eq!((full.dirs, full.tasks), (MAX_DIRS, MAX_TASKS));
+    }
+}
