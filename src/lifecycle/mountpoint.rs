@@ -55,14 +55,27 @@ fn probe(mp: &Path) -> Option<std::io::Result<()>> {
     rx.recv_timeout(Duration::from_secs(2)).ok()
 }
 
+/// How long a mount that answers is watched for its daemon going away.
+const LIVE_GRACE: Duration = Duration::from_secs(3);
+
 /// Replaces a stale mount left by a crashed daemon; refuses a live one.
+///
+/// A mount that answers is watched for a moment before it is refused: the
+/// worker of a daemon that was just killed is still exiting (it follows its
+/// supervisor by PR_SET_PDEATHSIG), and systemd's restart comes that fast.
 pub fn clear_stale(mp: &Path) -> Result<()> {
     for _ in 0..16 {
         let mounts = fuse_mounts_at(mp)?;
         let Some(fstype) = mounts.last() else {
             return Ok(());
         };
-        match probe(mp) {
+        let mut answer = probe(mp);
+        let deadline = std::time::Instant::now() + LIVE_GRACE;
+        while matches!(answer, Some(Ok(()))) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            answer = probe(mp);
+        }
+        match answer {
             Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {
                 log::warn!(
                     "{}: replacing the stale {fstype} mount of a daemon that is gone",
