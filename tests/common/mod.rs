@@ -906,7 +906,13 @@ impl<'d> Container<'d> {
     /// A container whose processes run in one fresh cgroup
     /// `/proclens-e2e-<pid>-<n>` with `limits`.
     pub fn new(daemon: &'d Daemon, limits: Limits) -> Container<'d> {
-        Container::build(daemon, vec![limits])
+        Container::build(daemon, unique_name(), vec![limits])
+    }
+
+    /// Like [`Container::new`] with the cgroup name `name` (a name from
+    /// [`unique_name`], to make a cgroup again at the path of one removed).
+    pub fn named(daemon: &'d Daemon, name: &str, limits: Limits) -> Container<'d> {
+        Container::build(daemon, name.to_owned(), vec![limits])
     }
 
     /// A container whose root cgroup `/<name>` has `parent` and whose
@@ -915,11 +921,10 @@ impl<'d> Container<'d> {
     /// a leaf below the cgroup its limits are on). On v2 the harness enables
     /// every controller in `/<name>/cgroup.subtree_control`.
     pub fn nested(daemon: &'d Daemon, parent: Limits, child: Limits) -> Container<'d> {
-        Container::build(daemon, vec![parent, child])
+        Container::build(daemon, unique_name(), vec![parent, child])
     }
 
-    fn build(daemon: &'d Daemon, levels: Vec<Limits>) -> Container<'d> {
-        let name = unique_name();
+    fn build(daemon: &'d Daemon, name: String, levels: Vec<Limits>) -> Container<'d> {
         let mut paths = vec![format!("/{name}")];
         if levels.len() == 2 {
             paths.push(format!("/{name}/{NESTED_CHILD}"));
