@@ -154,36 +154,62 @@ pub struct Daemon {
     pub name: &'static str,
 }
 
+/// Where a daemon's threads may run: anywhere, or all of them (and their
+/// children's) on one CPU, beside a reader pinned there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cpus {
+    Any,
+    Only(usize),
+}
+
+/// Makes `cmd` start on `cpus`; threads and children inherit it.
+pub fn pinned(cmd: &mut Command, cpus: Cpus) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Cpus::Only(cpu) = cpus {
+        // SAFETY: between fork and exec, only sched_setaffinity on a set
+        // built on the stack.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 impl Daemon {
     pub fn proclens(mp: &Path) -> Daemon {
-        Daemon::proclens_with(mp, &[], "proclens")
+        Daemon::proclens_on(mp, Cpus::Any)
     }
 
-    /// proclens with extra `mount` options, e.g. `--cache-ms 0`.
-    pub fn proclens_with(mp: &Path, args: &[&str], name: &'static str) -> Daemon {
-        let child = Command::new(env!("CARGO_BIN_EXE_proclens"))
-            .arg("mount")
-            .args(args)
-            .arg(mp)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start proclens");
-        Daemon::ready(child, mp, name, "proc/meminfo")
+    pub fn proclens_on(mp: &Path, cpus: Cpus) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_proclens"));
+        cmd.arg("mount").arg(mp).stdin(Stdio::null());
+        let child = pinned(&mut cmd, cpus).spawn().expect("start proclens");
+        Daemon::ready(child, mp, "proclens", "proc/meminfo")
+    }
+
+    pub fn lxcfs(mp: &Path) -> Daemon {
+        Daemon::lxcfs_on(mp, Cpus::Any)
     }
 
     /// `lxcfs -l` (load averages) with `--enable-cfs` (CPU views from the
     /// quota), as LXC and most Kubernetes setups run it.
-    pub fn lxcfs(mp: &Path) -> Daemon {
+    pub fn lxcfs_on(mp: &Path, cpus: Cpus) -> Daemon {
         std::fs::create_dir_all(mp).expect("lxcfs mountpoint");
         let pidfile = mp.with_extension("lxcfs.pid");
-        let child = Command::new("/usr/bin/lxcfs")
-            .args(["-f", "-l", "--enable-cfs", "-p"])
+        let mut cmd = Command::new("/usr/bin/lxcfs");
+        cmd.args(["-f", "-l", "--enable-cfs", "-p"])
             .arg(pidfile)
             .arg(mp)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start lxcfs");
+            .stdout(Stdio::null());
+        let child = pinned(&mut cmd, cpus).spawn().expect("start lxcfs");
         Daemon::ready(child, mp, "lxcfs", "proc/meminfo")
     }
 

@@ -27,9 +27,13 @@ impl Dir {
         self.path == self.top
     }
 
-    /// This cgroup and its ancestors up to the hierarchy root, leaf first.
+    /// This cgroup and its ancestors below the hierarchy root, leaf first:
+    /// where limits can be. The root holds none (the kernel refuses a
+    /// memory limit or a CFS quota there, and v2 has no memory.max or
+    /// cpu.max at its root), so its files are not read at all.
     pub fn chain(&self) -> impl Iterator<Item = &Path> {
-        mounts::ancestors(&self.path, &self.top)
+        let top = self.top.as_path();
+        mounts::ancestors(&self.path, top).filter(move |p| *p != top)
     }
 }
 
