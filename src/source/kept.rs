@@ -635,8 +635,20 @@ mod tests {
             let used = (b.dirs * (MAX_FILES + 1) + b.tasks + b.host) as u64;
             assert!(used + RESERVED_FDS <= limit, "{limit}: {b:?} uses {used}");
         }
-        // The unit's LimitNOFILE=262144 gives the full tables.
-        let full = Budget::for_limit(262144);
-        assert_eq!((full.dirs, full.tasks), (MAX_DIRS, MAX_TASKS));
+        // The unit's LimitNOFILE gives the full tables.
+        let unit = include_str!("../../packaging/systemd/proclens.service");
+        let limit: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .expect("the unit sets LimitNOFILE")
+            .trim()
+            .parse()
+            .expect("a number");
+        let full = Budget::for_limit(limit);
+        assert_eq!(
+            (full.dirs, full.tasks),
+            (MAX_DIRS, MAX_TASKS),
+            "LimitNOFILE={limit}"
+        );
     }
 }
