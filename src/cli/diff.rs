@@ -156,5 +156,9 @@ pub fn run(views: &Views, caller: &Caller) -> Result<String> {
         &r(VFile::Diskstats)?,
         &sys_block,
     );
-    Ok(table(&hs, &cs))
+    Ok(format!(
+        "container: {}\n{}",
+        caller.describe_container(),
+        table(&hs, &cs)
+    ))
 }

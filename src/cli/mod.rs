@@ -44,6 +44,8 @@ pub fn run(cli: Cli) -> Result<()> {
             })?;
             let views = Views::new(Path::new("/"), options(opts))?;
             let c = caller(&views, &target)?;
+            // On stderr: stdout is the file, byte for byte.
+            eprintln!("proclens: container {}", c.describe_container());
             match views.render(f, &c) {
                 Ok(s) => print!("{s}"),
                 Err(e) => {

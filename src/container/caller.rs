@@ -1,9 +1,12 @@
-//! Who is reading: pid -> cgroup placement, pid namespace and container init
-//! (DESIGN.md section 2). Reads only `/proc/<pid>/{stat,cgroup,ns/pid}` of
-//! the caller and its ancestors: no fork, no setns, no scan of /proc. Knows
-//! nothing of files or renderings (that is `view`).
+//! Who is reading: pid -> its container's cgroups (`unit.rs` has the
+//! rules), pid namespace and container init (DESIGN.md section 2). Reads
+//! only `/proc/<pid>/{stat,status,cgroup,ns/*}` of the caller, its
+//! ancestors and its namespace's init: no fork, no scan of /proc; a cgroup
+//! namespace is entered (on a thread of its own) once per namespace, to
+//! learn its root. Knows nothing of files or renderings (that is `view`).
 
-use crate::source::cgroup::{self, Cgroups, Placement};
+use super::unit::{self, Why};
+use crate::source::cgroup::{self, Cgroups, Membership, Placement};
 use crate::source::proc::{self, pid_ns, read_stat, ProcStat};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -25,7 +28,12 @@ pub enum Error {
 pub struct Caller {
     pub pid: u32,
     pub starttime: u64,
+    /// Where its container's files are: every number is read there.
     pub placement: Placement,
+    /// Its container's cgroups, as `/proc/<pid>/cgroup` writes them.
+    pub container: Membership,
+    /// Which rule made them the container.
+    pub why: Why,
     /// In the daemon's own pid namespace: uptime is the host's.
     pub host: bool,
     /// Start time (ticks after boot) of the oldest ancestor in the caller's
@@ -33,6 +41,40 @@ pub struct Caller {
     pub init_start: u64,
     /// The caller's pid in its own pid namespace (itself for the host).
     pub ns_pid: u32,
+}
+
+impl Caller {
+    /// Its container for a person: the cgroup (one per v1 controller where
+    /// they differ) and the rule that chose it.
+    pub fn describe_container(&self) -> String {
+        let mut paths: Vec<(String, &str)> = self
+            .container
+            .v1
+            .iter()
+            .map(|(c, p)| (c.v1_name().to_owned(), p.as_str()))
+            .collect();
+        // The unified hierarchy counts where it carries a controller read
+        // (on a hybrid host it has none).
+        let v2_read = self
+            .placement
+            .dirs
+            .values()
+            .any(|d| d.version == cgroup::Version::V2);
+        if let (Some(p), true) = (&self.container.v2, v2_read) {
+            paths.push(("unified".to_owned(), p));
+        }
+        let first = paths.first().map(|(_, p)| *p).unwrap_or("/");
+        let cgroups = if paths.iter().all(|(_, p)| *p == first) {
+            first.to_owned()
+        } else {
+            paths
+                .iter()
+                .map(|(c, p)| format!("{c}:{p}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!("{cgroups} ({})", self.why.describe())
+    }
 }
 
 /// How long a resolved caller is trusted: a cgroup move shows within this.
@@ -55,12 +97,42 @@ struct Entry {
     pidfd: Option<OwnedFd>,
 }
 
+/// A namespace the resolver learned something about, held open so that its
+/// inode, the cache key, cannot be given to another namespace meanwhile.
+#[derive(Debug)]
+struct Known<T> {
+    _ns: Option<OwnedFd>,
+    what: T,
+}
+
+/// The init of a pid namespace.
+#[derive(Debug, Clone, Copy)]
+struct Init {
+    pid: u32,
+    stat: ProcStat,
+}
+
+/// At most this many namespaces are remembered (each holds a descriptor).
+const NS_CACHE_SIZE: usize = 1024;
+
+fn lru<K: std::hash::Hash + Eq, V>(n: usize) -> Mutex<LruCache<K, V>> {
+    Mutex::new(LruCache::new(
+        NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),
+    ))
+}
+
 /// Resolves pids to callers, caching by pid, checked against the process's
 /// identity, so that a recycled pid never gets another process's answer.
 #[derive(Debug)]
 pub struct Resolver {
     root: PathBuf,
     self_ns: u64,
+    /// Our own cgroup namespace (0 when unknown: a fixture tree).
+    self_cgns: u64,
+    /// Cgroup namespace inode -> its roots, per hierarchy.
+    cgns: Mutex<LruCache<u64, Arc<Known<Membership>>>>,
+    /// Pid namespace inode -> its init.
+    pidns: Mutex<LruCache<u64, Arc<Known<Init>>>>,
     /// `root` is the live `/`, so pids are real and pidfds mean something.
     live: bool,
     cache: Mutex<LruCache<u32, Entry>>,
@@ -95,6 +167,9 @@ impl Resolver {
         Ok(Resolver {
             root: root.to_owned(),
             self_ns: pid_ns(root, "self")?,
+            self_cgns: proc::ns_inode(root, "self", "cgroup").unwrap_or(0),
+            cgns: lru(NS_CACHE_SIZE),
+            pidns: lru(NS_CACHE_SIZE),
             live: root == Path::new("/") && crate::source::kept::fd_limit() >= PIDFD_MIN_FDS,
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHE_SIZE).unwrap_or(NonZeroUsize::MIN),
@@ -160,28 +235,33 @@ impl Resolver {
         (now.starttime == caller.starttime).then_some(caller)
     }
 
+    fn membership(&self, pid: u32) -> Result<Membership, Error> {
+        let text = proc::read_cgroup(&self.root, pid)?;
+        cgroup::mounts::parse_proc_cgroup(&text).map_err(|e| Error::Parse {
+            path: self.root.join(format!("proc/{pid}/cgroup")),
+            msg: e.0,
+        })
+    }
+
     fn resolve_uncached(
         &self,
         cgroups: &Cgroups,
         pid: u32,
         stat: ProcStat,
     ) -> Result<Caller, Error> {
-        let text = proc::read_cgroup(&self.root, pid)?;
-        let membership = cgroup::mounts::parse_proc_cgroup(&text).map_err(|e| Error::Parse {
-            path: self.root.join(format!("proc/{pid}/cgroup")),
-            msg: e.0,
-        })?;
-        let placement = cgroups.locate(&membership);
+        let own = self.membership(pid)?;
         let ns = pid_ns(&self.root, &pid.to_string())?;
         let host = ns == self.self_ns;
-        let (init_start, ns_pid) = if host {
-            (0, pid)
+        let roots = self.cgns_roots(pid, &own);
+        let (init, init_membership, ns_pid) = if host {
+            (None, None, pid)
         } else {
-            (
-                self.init_start(cgroups, &placement, pid, stat, ns)?,
-                self.innermost_pid(pid).unwrap_or(pid),
-            )
+            let init = self.ns_init(cgroups, &cgroups.locate(&own), pid, stat, ns);
+            // An init that exited meanwhile tells nothing: rules 1 and 3.
+            let m = self.membership(init.pid).ok();
+            (Some(init), m, self.innermost_pid(pid).unwrap_or(pid))
         };
+        let (container, why) = unit::container_of(&own, roots.as_ref(), init_membership.as_ref());
         // The process may have exited and its pid been reused while we read:
         // then the start time changed and the answer belongs to nobody.
         if read_stat(&self.root, pid)?.starttime != stat.starttime {
@@ -190,56 +270,126 @@ impl Resolver {
                 msg: "process was replaced while resolving it".into(),
             });
         }
+        log::trace!("pid {pid}: container {container:?} ({})", why.describe());
         Ok(Caller {
             pid,
             starttime: stat.starttime,
-            placement,
+            placement: cgroups.locate(&container),
+            container,
+            why,
             host,
-            init_start,
+            init_start: init.map_or(0, |i| i.stat.starttime),
             ns_pid,
         })
     }
 
-    /// Walks up `PPid` while the parent is in the same pid namespace. A
-    /// process entered from outside (`docker exec`, `nsenter`) has its parent
+    /// The roots of `pid`'s cgroup namespace when it is not ours, learned
+    /// once per namespace. `None` for our own namespace, or when they
+    /// cannot be learned (then the other rules decide).
+    fn cgns_roots(&self, pid: u32, own: &Membership) -> Option<Membership> {
+        if !self.live || self.self_cgns == 0 {
+            return None;
+        }
+        let ino = proc::ns_inode(&self.root, &pid.to_string(), "cgroup").ok()?;
+        if ino == self.self_cgns {
+            return None;
+        }
+        if let Some(k) = self.cgns.lock().ok()?.get(&ino) {
+            return Some(k.what.clone());
+        }
+        let (text, fd) = match proc::cgroup_in_own_ns(pid) {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("pid {pid}: cannot read its cgroups inside its cgroup namespace: {e}");
+                return None;
+            }
+        };
+        let inside = cgroup::mounts::parse_proc_cgroup(&text).ok()?;
+        let roots = unit::ns_roots(own, &inside);
+        // A process that moved between the two reads gives views that do not
+        // match: answer with what matched, remember only a whole answer.
+        let whole = roots.v2.is_some() == own.v2.is_some() && roots.v1.len() == own.v1.len();
+        if whole {
+            if let Ok(mut c) = self.cgns.lock() {
+                c.put(
+                    ino,
+                    Arc::new(Known {
+                        _ns: Some(fd),
+                        what: roots.clone(),
+                    }),
+                );
+            }
+        }
+        Some(roots)
+    }
+
+    /// The init of pid namespace `ns`, the namespace of `pid`: remembered
+    /// per namespace; else the oldest ancestor of `pid` in it. A process
+    /// entered from outside (`docker exec`, `nsenter`) has its parent
     /// outside: then the namespace's pid 1 is looked for among the tasks of
-    /// the caller's cgroup (never a scan of all of /proc).
-    fn init_start(
+    /// the caller's cgroup tree and its parent's (never a scan of all of
+    /// /proc). Falls back to the oldest ancestor found.
+    fn ns_init(
         &self,
         cgroups: &Cgroups,
         placement: &Placement,
         pid: u32,
         stat: ProcStat,
         ns: u64,
-    ) -> Result<u64, Error> {
-        let mut cur = stat;
-        let mut cur_pid = pid;
+    ) -> Init {
+        let known = self.pidns.lock().ok().and_then(|mut c| c.get(&ns).cloned());
+        if let Some(k) = known {
+            // Its init alive means the namespace is the same one.
+            if read_stat(&self.root, k.what.pid).is_ok_and(|s| s.starttime == k.what.stat.starttime)
+            {
+                return k.what;
+            }
+        }
+        let mut cur = Init { pid, stat };
         for _ in 0..MAX_DEPTH {
-            if cur.ppid == 0 {
+            if cur.stat.ppid == 0 {
                 break;
             }
-            match pid_ns(&self.root, &cur.ppid.to_string()) {
+            match pid_ns(&self.root, &cur.stat.ppid.to_string()) {
                 Ok(pns) if pns == ns => {}
                 // A parent in another namespace, or one that just exited
                 // (we were reparented): the current process is the init.
                 _ => break,
             }
-            match read_stat(&self.root, cur.ppid) {
+            match read_stat(&self.root, cur.stat.ppid) {
                 Ok(s) => {
-                    cur_pid = cur.ppid;
-                    cur = s;
+                    cur = Init {
+                        pid: cur.stat.ppid,
+                        stat: s,
+                    }
                 }
                 Err(_) => break,
             }
         }
-        if self.innermost_pid(cur_pid) != Some(1) {
-            if let Some(init) = self.ns_init_in_cgroup(cgroups, placement, ns) {
-                cur_pid = init.0;
-                cur = init.1;
+        if self.innermost_pid(cur.pid) != Some(1) {
+            match self.ns_init_in_cgroup(cgroups, placement, ns) {
+                Some(init) => cur = init,
+                None => {
+                    log::trace!(
+                        "pid {pid}: no pid 1 found; its oldest ancestor {} stands in",
+                        cur.pid
+                    );
+                    return cur;
+                }
             }
         }
-        log::trace!("pid {pid}: container init is pid {cur_pid}");
-        Ok(cur.starttime)
+        log::trace!("pid {pid}: container init is pid {}", cur.pid);
+        let fd = if self.live {
+            std::fs::File::open(format!("/proc/{pid}/ns/pid"))
+                .ok()
+                .map(OwnedFd::from)
+        } else {
+            None
+        };
+        if let Ok(mut c) = self.pidns.lock() {
+            c.put(ns, Arc::new(Known { _ns: fd, what: cur }));
+        }
+        cur
     }
 
     /// The pid a process has in its own pid namespace (last `NSpid` field).
@@ -248,21 +398,39 @@ impl Resolver {
     }
 
     /// The process of namespace `ns` that is pid 1 there, among the tasks of
-    /// the caller's cgroup tree.
-    fn ns_init_in_cgroup(
-        &self,
-        cgroups: &Cgroups,
-        p: &Placement,
-        ns: u64,
-    ) -> Option<(u32, ProcStat)> {
-        let tids = cgroups.tasks(p.tasks_dir()?).ok()?;
-        tids.into_iter().take(MAX_DEPTH).find_map(|tid| {
-            if self.innermost_pid(tid) != Some(1)
-                || pid_ns(&self.root, &tid.to_string()).ok()? != ns
-            {
-                return None;
+    /// the caller's cgroup tree, then of its parent's (a shell entered into a
+    /// system container's session cgroup, its init in a sibling). At most
+    /// [`MAX_DEPTH`] tasks are looked at; the hierarchy root is never
+    /// searched (its tree is the whole host).
+    fn ns_init_in_cgroup(&self, cgroups: &Cgroups, p: &Placement, ns: u64) -> Option<Init> {
+        let dir = p.tasks_dir()?;
+        let mut budget = MAX_DEPTH;
+        for level in dir.path.ancestors().take(2) {
+            if !level.starts_with(&dir.top) || level == dir.top {
+                break;
             }
-            Some((tid, read_stat(&self.root, tid).ok()?))
-        })
+            let d = cgroup::Dir {
+                version: dir.version,
+                path: level.to_owned(),
+                top: dir.top.clone(),
+            };
+            let tids = cgroups.tasks(&d).ok()?;
+            let found = tids.into_iter().take(budget).find_map(|tid| {
+                budget = budget.saturating_sub(1);
+                if self.innermost_pid(tid) != Some(1)
+                    || pid_ns(&self.root, &tid.to_string()).ok()? != ns
+                {
+                    return None;
+                }
+                Some(Init {
+                    pid: tid,
+                    stat: read_stat(&self.root, tid).ok()?,
+                })
+            });
+            if found.is_some() || budget == 0 {
+                return found;
+            }
+        }
+        None
     }
 }

@@ -8,6 +8,7 @@ pub mod cputime;
 pub mod loadavg;
 #[cfg(debug_assertions)]
 pub mod testhook;
+pub mod unit;
 pub mod vfile;
 pub mod view;
 

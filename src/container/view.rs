@@ -123,13 +123,20 @@ impl Views {
     /// helper processes sit in the cgroup too), else the cgroup on its own,
     /// seen from the host's pid namespace.
     pub fn caller_in_cgroup(&self, path: &str) -> Result<Arc<Caller>, Error> {
-        let placement = self.cgroups.locate(&self.cgroups.membership_of_path(path));
+        let container = self.cgroups.membership_of_path(path);
+        let placement = self.cgroups.locate(&container);
         let mut first = None;
         if let Some(dir) = placement.tasks_dir() {
             for pid in self.cgroups.tasks(dir)?.into_iter().take(64) {
-                // Only processes of this very cgroup, not of its descendants.
+                // Only processes whose container holds this cgroup (a
+                // process below it, in a container of its own, reads
+                // something else).
                 let Ok(c) = self.caller(pid) else { continue };
-                if c.placement.tasks_dir().map(|d| &d.path) != Some(&dir.path) {
+                if !c
+                    .placement
+                    .tasks_dir()
+                    .is_some_and(|d| dir.path.starts_with(&d.path))
+                {
                     continue;
                 }
                 if !c.host {
@@ -143,6 +150,8 @@ impl Views {
                 pid: 0,
                 starttime: 0,
                 placement,
+                container,
+                why: super::unit::Why::Own,
                 host: true,
                 init_start: 0,
                 ns_pid: 0,

@@ -61,23 +61,59 @@ pub fn read_stat(root: &Path, pid: u32) -> Result<ProcStat, Error> {
     parse_stat(&text).map_err(|msg| Error::Parse { path, msg })
 }
 
-/// The pid namespace inode from the `pid:[4026531836]` link text.
-pub fn parse_ns_link(text: &str) -> Option<u64> {
-    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+/// The kind and inode of a namespace from its link text, `pid:[4026531836]`.
+pub fn parse_ns_link(text: &str) -> Option<(&str, u64)> {
+    let (kind, rest) = text.split_once(":[")?;
+    Some((kind, rest.strip_suffix(']')?.parse().ok()?))
 }
 
-/// The pid namespace inode of `pid` (a number or `self`) below `root`.
-pub fn pid_ns(root: &Path, pid: &str) -> Result<u64, Error> {
-    let path = root.join(format!("proc/{pid}/ns/pid"));
+/// The inode of `pid`'s (a number or `self`) namespace of kind `kind`
+/// (`pid`, `cgroup`) below `root`.
+pub fn ns_inode(root: &Path, pid: &str, kind: &str) -> Result<u64, Error> {
+    let path = root.join(format!("proc/{pid}/ns/{kind}"));
     let link = std::fs::read_link(&path).map_err(|error| Error::Read {
         path: path.clone(),
         error,
     })?;
     let text = link.to_string_lossy();
-    parse_ns_link(&text).ok_or_else(|| Error::Parse {
-        path,
-        msg: format!("unexpected link {text:?}"),
-    })
+    match parse_ns_link(&text) {
+        Some((k, ino)) if k == kind => Ok(ino),
+        _ => Err(Error::Parse {
+            path,
+            msg: format!("unexpected link {text:?}"),
+        }),
+    }
+}
+
+/// The pid namespace inode of `pid` (a number or `self`) below `root`.
+pub fn pid_ns(root: &Path, pid: &str) -> Result<u64, Error> {
+    ns_inode(root, pid, "pid")
+}
+
+/// `pid`'s `/proc/<pid>/cgroup` as a process of its own cgroup namespace
+/// reads it (paths relative to that namespace's root), and a descriptor of
+/// the namespace, which keeps its inode from being given to another while
+/// it is held. Read on a thread of its own that enters the namespace
+/// (setns(2) with CLONE_NEWCGROUP, which changes nothing but how that one
+/// thread sees cgroup paths) and ends there.
+pub fn cgroup_in_own_ns(pid: u32) -> std::io::Result<(String, std::os::fd::OwnedFd)> {
+    let ns: std::os::fd::OwnedFd = std::fs::File::open(format!("/proc/{pid}/ns/cgroup"))?.into();
+    let text = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("cgroupns".into())
+            .spawn_scoped(s, || -> std::io::Result<String> {
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a namespace descriptor we hold; it
+                // affects this thread alone, which ends right after.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWCGROUP) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                crate::source::kfile::read_text(Path::new(&format!("/proc/{pid}/cgroup")))
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the cgroupns thread panicked")))
+    })?;
+    Ok((text, ns))
 }
 
 /// The last field of the `NSpid:` line of `/proc/<pid>/status`.
@@ -205,7 +241,23 @@ mod tests {
 
     #[test]
     fn ns_links() {
-        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(4026531836));
-        assert_eq!(parse_ns_link("net:[4026531836]"), None);
+        assert_eq!(parse_ns_link("pid:[4026531836]"), Some(("pid", 4026531836)));
+        assert_eq!(
+            parse_ns_link("cgroup:[4026531835]"),
+            Some(("cgroup", 4026531835))
+        );
+        assert_eq!(parse_ns_link("pid:4026531836"), None);
+        assert_eq!(parse_ns_link("pid:[x]"), None);
+    }
+
+    #[test]
+    fn our_own_cgroup_namespace_shows_our_cgroups_as_the_host_does() {
+        // Entering our own namespace changes nothing.
+        let me = std::process::id();
+        let (inside, _ns) = cgroup_in_own_ns(me).expect("read in our own namespace");
+        assert_eq!(
+            inside,
+            std::fs::read_to_string("/proc/self/cgroup").expect("read")
+        );
     }
 }
