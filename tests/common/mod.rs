@@ -984,71 +984,143 @@ impl<'d> Container<'d> {
         root.join(self.paths[level].trim_start_matches('/'))
     }
 
-    /// `level`'s directory in the hierarchy carrying `controller` (on v2
-    /// the one directory, whatever the controller).
-    fn dir_at(&self, level: usize, controller: &str) -> PathBuf {
+    /// The directory of cgroup path `rel` in the hierarchy carrying
+    /// `controller` (on v2 the one directory, whatever the controller).
+    fn dir_of(&self, rel: &str, controller: &str) -> PathBuf {
         let root = match self.version {
             CgroupVersion::V2 => cgroup_v2_mount().expect("cgroup2 mounted"),
             CgroupVersion::V1 => cgroup_v1_mount(controller)
                 .unwrap_or_else(|| panic!("no v1 hierarchy carries {controller:?}")),
         };
-        self.at(&root, level)
+        root.join(rel.trim_start_matches('/'))
     }
 
-    /// Writes a control file of `level`; the controller is the file's
+    /// `level`'s directory in the hierarchy carrying `controller`.
+    fn dir_at(&self, level: usize, controller: &str) -> PathBuf {
+        self.dir_of(&self.paths[level], controller)
+    }
+
+    /// Writes a control file of cgroup `rel`; the controller is the file's
     /// prefix (`memory.max` -> memory; `cgroup.*` files exist everywhere).
-    fn write_at(&self, level: usize, file: &str, value: &str) {
+    fn write_to(&self, rel: &str, file: &str, value: &str) {
         let controller = file.split('.').next().unwrap_or(file);
-        let path = self.dir_at(level, controller).join(file);
+        let path = self.dir_of(rel, controller).join(file);
         fs::write(&path, value.trim())
             .unwrap_or_else(|e| panic!("write {:?} to {}: {e}", value.trim(), path.display()));
     }
 
+    fn write_at(&self, level: usize, file: &str, value: &str) {
+        self.write_to(&self.paths[level].clone(), file, value);
+    }
+
     fn apply(&self, level: usize, l: &Limits) {
+        let parent = level.checked_sub(1).map(|p| self.paths[p].clone());
+        self.apply_to(&self.paths[level].clone(), parent.as_deref(), l);
+    }
+
+    /// Writes `l` to cgroup `rel`, whose parent is `parent` (None: the
+    /// hierarchy root).
+    fn apply_to(&self, rel: &str, parent: Option<&str>, l: &Limits) {
         match self.version {
             CgroupVersion::V1 => {
                 // cpuset refuses tasks (ENOSPC) until both mems and cpus are
                 // set, and cpus cannot be set before mems. Unset, they are
                 // the parent's.
-                let parent = match level {
-                    0 => cgroup_v1_mount("cpuset").expect("cpuset hierarchy"),
-                    _ => self.dir_at(level - 1, "cpuset"),
+                let parent = match parent {
+                    None => cgroup_v1_mount("cpuset").expect("cpuset hierarchy"),
+                    Some(p) => self.dir_of(p, "cpuset"),
                 };
-                self.write_at(level, "cpuset.mems", &read(parent.join("cpuset.mems")));
+                self.write_to(rel, "cpuset.mems", &read(parent.join("cpuset.mems")));
                 let cpus = match &l.cpus {
                     Some(c) => c.clone(),
                     None => read(parent.join("cpuset.cpus")),
                 };
-                self.write_at(level, "cpuset.cpus", &cpus);
+                self.write_to(rel, "cpuset.cpus", &cpus);
                 if let Some(bytes) = l.memory_bytes {
-                    self.write_at(level, "memory.limit_in_bytes", &bytes.to_string());
+                    self.write_to(rel, "memory.limit_in_bytes", &bytes.to_string());
                 }
                 if let Some((quota, period)) = l.cfs {
-                    self.write_at(level, "cpu.cfs_period_us", &period.to_string());
-                    self.write_at(level, "cpu.cfs_quota_us", &quota.to_string());
+                    self.write_to(rel, "cpu.cfs_period_us", &period.to_string());
+                    self.write_to(rel, "cpu.cfs_quota_us", &quota.to_string());
                 }
                 if let Some(disk) = &l.blkio_disk {
                     let rule = format!("{}:{} 1099511627776", disk.major, disk.minor);
-                    self.write_at(level, "blkio.throttle.write_bps_device", &rule);
-                    self.write_at(level, "blkio.throttle.read_bps_device", &rule);
+                    self.write_to(rel, "blkio.throttle.write_bps_device", &rule);
+                    self.write_to(rel, "blkio.throttle.read_bps_device", &rule);
                 }
             }
             CgroupVersion::V2 => {
                 if let Some(cpus) = &l.cpus {
-                    self.write_at(level, "cpuset.cpus", cpus);
+                    self.write_to(rel, "cpuset.cpus", cpus);
                 }
                 if let Some(bytes) = l.memory_bytes {
-                    self.write_at(level, "memory.max", &bytes.to_string());
+                    self.write_to(rel, "memory.max", &bytes.to_string());
                 }
                 if let Some((quota, period)) = l.cfs {
-                    self.write_at(level, "cpu.max", &format!("{quota} {period}"));
+                    self.write_to(rel, "cpu.max", &format!("{quota} {period}"));
                 }
                 // blkio_disk: io.stat counts every device, no rule needed.
             }
         }
         if let Some(max) = l.pids_max {
-            self.write_at(level, "pids.max", &max.to_string());
+            self.write_to(rel, "pids.max", &max.to_string());
         }
+    }
+
+    /// Makes the cgroup `/<name>/<child>` (a service, a session, a pod
+    /// member) in every hierarchy with `limits`, its cpuset the container's.
+    /// It goes with the container's root when the container drops.
+    ///
+    /// On v2 a child with limits needs its controllers enabled in the
+    /// container's `cgroup.subtree_control`, after which the container's
+    /// root may hold no process ("no internal processes"): start the
+    /// processes in children then.
+    pub fn add_child(&self, child: &str, limits: &Limits) -> String {
+        let rel = format!("/{}/{child}", self.name);
+        let limited = limits.memory_bytes.is_some()
+            || limits.cpus.is_some()
+            || limits.cfs.is_some()
+            || limits.pids_max.is_some();
+        if self.version == CgroupVersion::V2 && limited {
+            let ctl: Vec<String> = V2_CONTROLLERS.iter().map(|c| format!("+{c}")).collect();
+            self.write_to(
+                &format!("/{}", self.name),
+                "cgroup.subtree_control",
+                &ctl.join(" "),
+            );
+        }
+        for root in self.hierarchies() {
+            let dir = root.join(rel.trim_start_matches('/'));
+            fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        }
+        self.apply_to(&rel, Some(&format!("/{}", self.name)), limits);
+        rel
+    }
+
+    /// A fresh instance of the container whose launcher starts in cgroup
+    /// `rel` (its pid 1 too), in new pid and mount namespaces (and a new
+    /// cgroup namespace, rooted at `rel`, with `cgroupns`), the daemon's
+    /// files bound over /proc and sysfs, running `argv`.
+    pub fn command_at(&self, rel: &str, cgroupns: bool, argv: &[&str]) -> Command {
+        let mut cmd = self.in_cgroup(rel, "unshare");
+        cmd.args([
+            "--pid",
+            "--mount",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ]);
+        if cgroupns {
+            cmd.arg("--cgroup");
+        }
+        cmd.arg("--")
+            .arg(tool("sh"))
+            .args(["-c", BIND_SCRIPT, "sh"])
+            .arg(self.daemon.mountpoint())
+            .args(argv);
+        cmd
     }
 
     /// The cgroup version this container was made on.
@@ -1140,14 +1212,24 @@ impl<'d> Container<'d> {
     /// (unshare or nsenter) is exec'd already inside its cgroup(s), so
     /// nothing it starts ever runs outside them.
     fn in_cgroups(&self, launcher: &str) -> Command {
-        let level = self.paths.len() - 1;
-        let procs: Vec<CString> = self
-            .hierarchies()
+        self.in_cgroup(self.cgroup_path(), launcher)
+    }
+
+    /// The `cgroup.procs` files of cgroup `rel` in every hierarchy: writing
+    /// "0" to each moves the writing process there.
+    pub fn procs_files(&self, rel: &str) -> Vec<PathBuf> {
+        self.hierarchies()
             .iter()
-            .map(|root| {
-                let path = self.at(root, level).join("cgroup.procs");
-                CString::new(path.as_os_str().as_bytes()).expect("no NUL in path")
-            })
+            .map(|root| root.join(rel.trim_start_matches('/')).join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Like [`Container::in_cgroups`], with the launcher in cgroup `rel`.
+    fn in_cgroup(&self, rel: &str, launcher: &str) -> Command {
+        let procs: Vec<CString> = self
+            .procs_files(rel)
+            .iter()
+            .map(|path| CString::new(path.as_os_str().as_bytes()).expect("no NUL in path"))
             .collect();
         let mut cmd = host_command(tool(launcher));
         // SAFETY: the closure runs between fork and exec, so it only calls
