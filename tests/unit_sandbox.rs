@@ -6,9 +6,10 @@
 //! be in the unit's SystemCallFilter (as `systemd-analyze syscall-filter`
 //! expands it on this machine), every socket AF_UNIX
 //! (RestrictAddressFamilies), no mapping both writable and executable
-//! (MemoryDenyWriteExecute), no namespace but a mount namespace created
-//! (RestrictNamespaces=mnt), no realtime scheduling (RestrictRealtime), no
-//! personality change (LockPersonality).
+//! (MemoryDenyWriteExecute), no namespace entered or created but of the
+//! kinds RestrictNamespaces lists (a reader in a cgroup namespace of its
+//! own makes the daemon enter it), no realtime scheduling
+//! (RestrictRealtime), no personality change (LockPersonality).
 //!
 //! Needs root, strace, setpriv and systemd-analyze; a missing one fails.
 
@@ -149,6 +150,15 @@ fn daemon_runs_within_the_units_sandbox() {
     ] {
         checked_stdout(host_command("cat").arg(mp.join(f)), RUN_TIMEOUT);
     }
+    // A reader in a cgroup namespace of its own: the daemon learns its root
+    // by entering it.
+    let inside = checked_stdout(
+        host_command(which("unshare").expect("unshare"))
+            .args(["--cgroup", "--", "cat"])
+            .arg(mp.join("proc/meminfo")),
+        RUN_TIMEOUT,
+    );
+    assert!(inside.starts_with("MemTotal:"), "{inside}");
 
     // The daemon is the traced child of setpriv's exec: strace's child.
     let children = std::fs::read_to_string(format!(
@@ -178,6 +188,9 @@ fn daemon_runs_within_the_units_sandbox() {
     let text = std::fs::read_to_string(&trace).expect("trace");
     let mut used = BTreeSet::new();
     let mut problems = Vec::new();
+    let restrict_line = unit_value("RestrictNamespaces");
+    let restrict: Vec<&str> = restrict_line.split_whitespace().collect();
+    let mut entered_cgroupns = false;
     for line in text.lines() {
         let Some((_, call)) = line.split_once(' ') else {
             continue;
@@ -206,17 +219,20 @@ fn daemon_runs_within_the_units_sandbox() {
         {
             problems.push(format!("MemoryDenyWriteExecute: {call}"));
         }
+        if name == "setns" && call.contains("CLONE_NEWCGROUP") {
+            entered_cgroupns = true;
+        }
         if name == "unshare" || name == "setns" || name.starts_with("clone") {
-            for ns in [
-                "CLONE_NEWUSER",
-                "CLONE_NEWPID",
-                "CLONE_NEWNET",
-                "CLONE_NEWIPC",
-                "CLONE_NEWUTS",
-                "CLONE_NEWCGROUP",
+            for (kind, flag) in [
+                ("user", "CLONE_NEWUSER"),
+                ("pid", "CLONE_NEWPID"),
+                ("net", "CLONE_NEWNET"),
+                ("ipc", "CLONE_NEWIPC"),
+                ("uts", "CLONE_NEWUTS"),
+                ("cgroup", "CLONE_NEWCGROUP"),
             ] {
-                if call.contains(ns) {
-                    problems.push(format!("RestrictNamespaces=mnt: {call}"));
+                if call.contains(flag) && !restrict.contains(&kind) {
+                    problems.push(format!("RestrictNamespaces={}: {call}", restrict.join(" ")));
                 }
             }
         }
@@ -252,6 +268,10 @@ fn daemon_runs_within_the_units_sandbox() {
     assert!(
         used.contains("mount") || used.contains("fsmount"),
         "the trace saw the mount: {used:?}"
+    );
+    assert!(
+        entered_cgroupns,
+        "the daemon never entered the reader's cgroup namespace (setns CLONE_NEWCGROUP)"
     );
     drop(guard);
     assert_eq!(common::mounts_at(Path::new(&mp)), 0);
