@@ -840,7 +840,10 @@ impl Daemon {
         let mut cmd = Command::new(&env.daemon_bin);
         match env.daemon {
             DaemonKind::Proclens => {
-                cmd.arg("mount").arg(mnt);
+                cmd.arg("mount")
+                    .arg("--seccomp-socket")
+                    .arg(base.join("seccomp.sock"))
+                    .arg(mnt);
             }
             DaemonKind::Lxcfs => {
                 // Own pidfile: the default one is locked by any system lxcfs.

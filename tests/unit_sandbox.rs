@@ -111,6 +111,8 @@ fn daemon_runs_within_the_units_sandbox() {
         .arg("--")
         .arg(common::proclens_bin())
         .arg("mount")
+        .arg("--seccomp-socket")
+        .arg(common::seccomp_socket_of(Path::new(&mp)))
         .arg(&mp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

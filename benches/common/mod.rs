@@ -189,7 +189,11 @@ impl Daemon {
 
     pub fn proclens_on(mp: &Path, cpus: Cpus) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_proclens"));
-        cmd.arg("mount").arg(mp).stdin(Stdio::null());
+        cmd.arg("mount")
+            .arg("--seccomp-socket")
+            .arg(mp.with_extension("seccomp.sock"))
+            .arg(mp)
+            .stdin(Stdio::null());
         let child = pinned(&mut cmd, cpus).spawn().expect("start proclens");
         Daemon::ready(child, mp, "proclens", "proc/meminfo")
     }

@@ -4,6 +4,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+/// Where the daemon takes containers' seccomp descriptors (sysinfo(2)).
+pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +36,11 @@ pub enum Command {
         /// Where to mount; created if absent.
         #[arg(default_value = DEFAULT_MOUNTPOINT)]
         mountpoint: PathBuf,
+        /// The socket runc hands containers' seccomp descriptors to
+        /// (`linux.seccomp.listenerPath`, which proclens-runc sets), for
+        /// answering their sysinfo(2) calls.
+        #[arg(long, default_value = DEFAULT_SECCOMP_SOCKET)]
+        seccomp_socket: PathBuf,
         #[command(flatten)]
         opts: ViewOpts,
     },

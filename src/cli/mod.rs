@@ -35,9 +35,11 @@ fn caller(views: &Views, t: &Target) -> Result<Arc<Caller>> {
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Mount { mountpoint, opts } => {
-            crate::lifecycle::supervisor::run(&mountpoint, options(opts))
-        }
+        Command::Mount {
+            mountpoint,
+            seccomp_socket,
+            opts,
+        } => crate::lifecycle::supervisor::run(&mountpoint, options(opts), &seccomp_socket),
         Command::Show { file, target, opts } => {
             let f = VFile::from_cli(&file).with_context(|| {
                 format!("unknown file {file:?}: one of meminfo cpuinfo stat loadavg uptime diskstats swaps cpu/online cpu/possible cpu/present")

@@ -351,6 +351,58 @@ impl Views {
         })
     }
 
+    /// What the container of `c` answers to `sysinfo(2)`, from the same
+    /// numbers as its meminfo, swaps, loadavg and uptime; `None` for a
+    /// reader that is the host (the kernel's own answer is right there).
+    pub fn sysinfo(&self, c: &Caller) -> Result<Option<render::sysinfo::Sysinfo>, Error> {
+        let p = &c.placement;
+        let Some(dir) = p.tasks_dir().filter(|d| !d.is_root() && !c.host) else {
+            return Ok(None);
+        };
+        let host = self.host.read("/proc/meminfo")?;
+        let parsed = meminfo::parse(&host);
+        let kb = |key: &str| parsed.get(key).copied().unwrap_or(0);
+        let (total, free, shared, buffers, swap_total, swap_free) = match self.cgroups.memory(p)? {
+            Some(m) => {
+                let v = meminfo::virtual_values(&parsed, &m).map_err(|error| Error::Render {
+                    file: "sysinfo",
+                    error,
+                })?;
+                let g = |key: &str| meminfo::value(&v, key);
+                (
+                    g("MemTotal"),
+                    g("MemFree"),
+                    g("Shmem"),
+                    g("Buffers"),
+                    g("SwapTotal"),
+                    g("SwapFree"),
+                )
+            }
+            None => (
+                kb("MemTotal"),
+                kb("MemFree"),
+                kb("Shmem"),
+                kb("Buffers"),
+                kb("SwapTotal"),
+                kb("SwapFree"),
+            ),
+        };
+        let now = host::boottime_ns();
+        let loads = self.load.track(dir);
+        let procs = self.cgroups.tasks(dir)?.len() as u64;
+        Ok(Some(render::sysinfo::Sysinfo {
+            uptime_ns: now.saturating_sub(self.ticks_to_ns(c.init_start)),
+            loads,
+            totalram: total * 1024,
+            freeram: free * 1024,
+            sharedram: shared * 1024,
+            bufferram: buffers * 1024,
+            totalswap: swap_total * 1024,
+            freeswap: swap_free * 1024,
+            procs,
+        }))
+    }
+
     fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ticks.saturating_mul(1_000_000_000 / self.ticks.max(1))
     }

@@ -12,6 +12,7 @@
 //! [`stopping`] when a stop signal arrives.
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
@@ -146,6 +147,88 @@ pub fn ready_when_serving(mountpoint: &Path) {
 /// Tells systemd the service is stopping (the stop signal arrived).
 pub fn stopping() {
     notify("STOPPING=1\nSTATUS=unmounting");
+}
+
+/// Sends `state` with one descriptor attached (SCM_RIGHTS), as
+/// sd_pid_notify_with_fds(3) does, to the socket `addr` names.
+fn send_with_fd(addr: &str, state: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+    use nix::sys::socket::{
+        sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+    };
+    let to = match addr.strip_prefix('@') {
+        Some(name) => UnixAddr::new_abstract(name.as_bytes())?,
+        None => UnixAddr::new(addr)?,
+    };
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let fds = [fd.as_raw_fd()];
+    let iov = [io::IoSlice::new(state.as_bytes())];
+    sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        Some(&to),
+    )?;
+    Ok(())
+}
+
+/// Puts `fd` in systemd's file descriptor store under `name`
+/// (`FDSTORE=1`; the unit's FileDescriptorStoreMax bounds how many):
+/// systemd hands it back at the next start, in `$LISTEN_FDS`. Does
+/// nothing when not run by systemd.
+pub fn store_fd(name: &str, fd: BorrowedFd<'_>) -> bool {
+    let Ok(addr) = std::env::var("NOTIFY_SOCKET") else {
+        return false;
+    };
+    match send_with_fd(&addr, &format!("FDSTORE=1\nFDNAME={name}"), fd) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("sd_notify FDSTORE {name}: {e}");
+            false
+        }
+    }
+}
+
+/// Drops the descriptors stored under `name`.
+pub fn remove_fd(name: &str) -> bool {
+    notify(&format!("FDSTOREREMOVE=1\nFDNAME={name}"))
+}
+
+/// The descriptors systemd passed us (sd_listen_fds_with_names(3)): fds
+/// from 3 on, `$LISTEN_FDS` of them, named by `$LISTEN_FDNAMES`, when
+/// `$LISTEN_PID` is us. They are made close-on-exec and the variables
+/// unset, so that no child takes them for its own.
+pub fn listen_fds() -> Vec<(String, OwnedFd)> {
+    let me = std::process::id().to_string();
+    let mine = std::env::var("LISTEN_PID").is_ok_and(|p| p.trim() == me);
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(v);
+    }
+    if !mine || n <= 0 {
+        return Vec::new();
+    }
+    let mut names = names.split(':');
+    (3..3 + n)
+        .map(|fd| {
+            // SAFETY: systemd passed these descriptors to us alone.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            let _ = nix::fcntl::fcntl(
+                &owned,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            (names.next().unwrap_or("unknown").to_owned(), owned)
+        })
+        .collect()
 }
 
 #[cfg(test)]

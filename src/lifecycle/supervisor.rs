@@ -45,9 +45,10 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -67,6 +68,8 @@ const ENV_STATE: &str = "PROCLENS_SUPERVISOR_STATE";
 struct Child {
     pid: i32,
     ctl: UnixStream,
+    /// Our end of its descriptor channel (`protocol::send`/`recv`).
+    fds: OwnedFd,
 }
 
 #[derive(Debug)]
@@ -80,6 +83,11 @@ struct Supervisor {
     draining: Vec<i32>,
     /// When to try again after a worker died.
     respawn_at: Option<Instant>,
+    /// The seccomp listening socket the workers share.
+    seccomp: Option<OwnedFd>,
+    /// A copy of every container's seccomp descriptor, by name: they must
+    /// outlive any one worker (also pushed to systemd's fd store).
+    held: BTreeMap<String, OwnedFd>,
 }
 
 /// The path we were executed from, as `/proc/self/exe` said at start
@@ -103,9 +111,11 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
+pub fn run(mountpoint: &Path, opts: Options, seccomp_socket: &Path) -> Result<()> {
     let mp: PathBuf = std::path::absolute(mountpoint)
         .with_context(|| format!("resolving {}", mountpoint.display()))?;
+    // Before anything opens a descriptor: systemd's are at 3 and up.
+    let stored = super::sdnotify::listen_fds();
     match std::env::var(protocol::ENV_MODE).as_deref() {
         Ok("fresh") => return worker::run(&mp, opts, Mode::Fresh),
         Ok("successor") => return worker::run(&mp, opts, Mode::Successor),
@@ -138,6 +148,8 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
         serving: None,
         draining: Vec::new(),
         respawn_at: None,
+        seccomp: None,
+        held: BTreeMap::new(),
     };
     match resumed {
         Some(state) => {
@@ -151,10 +163,13 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
             super::sdnotify::notify("READY=1");
         }
         None => {
+            sup.adopt_stored(stored);
+            sup.seccomp = listen_seccomp(seccomp_socket);
             let child = sup
                 .spawn(Mode::Fresh, None, None)
                 .and_then(|c| sup.wait_ready(c))
                 .context("the serving process failed to start")?;
+            serve_seccomp(&child);
             sup.serving = Some(child);
         }
     }
@@ -172,8 +187,69 @@ pub fn run(mountpoint: &Path, opts: Options) -> Result<()> {
                 return Ok(());
             }
         }
+        if let Some(c) = sup.serving.take() {
+            sup.collect(&c);
+            sup.serving = Some(c);
+        }
         sup.reap();
     }
+}
+
+/// Binds the seccomp listening socket at `path` (replacing a stale one),
+/// for runc to hand containers' notification descriptors to. Without it
+/// proclens serves its files all the same; `sysinfo(2)` is left to the
+/// kernel (proclens-runc adds no seccomp rule when nobody listens).
+fn listen_seccomp(path: &Path) -> Option<OwnedFd> {
+    let bind = || -> std::io::Result<OwnedFd> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let l = std::os::unix::net::UnixListener::bind(path)?;
+        // Only root (runc) may hand us descriptors.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok(l.into())
+    };
+    match bind() {
+        Ok(fd) => {
+            log::info!(
+                "answering sysinfo(2) of containers whose runtime connects to {}",
+                path.display()
+            );
+            Some(fd)
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: {e}; sysinfo(2) is not answered for containers",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Tells a worker it takes the runtimes' connections from now on.
+fn serve_seccomp(c: &Child) {
+    let mut ctl = &c.ctl;
+    if let Err(e) = writeln!(ctl, "serve-seccomp") {
+        log::warn!("worker {}: {e}", c.pid);
+    }
+}
+
+/// Whether a notification descriptor's container is gone (all its tasks
+/// exited: the descriptor hangs up).
+fn hung_up(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// sigtimedwait(2): the next of `set`, or None after `timeout`.
@@ -191,6 +267,7 @@ impl Supervisor {
     /// Starts a worker of `exe` (default: ours), with `state` on its stdin.
     fn spawn(&self, mode: Mode, exe: Option<&OwnedFd>, state: Option<&str>) -> Result<Child> {
         let (ours, theirs) = UnixStream::pair().context("control socket")?;
+        let (fds_ours, fds_theirs) = protocol::channel().context("descriptor channel")?;
         let program: PathBuf = match exe {
             Some(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()).into(),
             None => self.exe.clone(),
@@ -207,20 +284,40 @@ impl Supervisor {
                 },
             )
             .env(protocol::ENV_PARENT, std::process::id().to_string())
+            .env(
+                protocol::ENV_SECCOMP,
+                if self.seccomp.is_some() { "1" } else { "0" },
+            )
             .env_remove(ENV_STATE);
         cmd.stdin(match state {
             Some(s) => Stdio::from(memfd_with(s)?),
             None => Stdio::null(),
         });
-        let fd = theirs.as_raw_fd();
-        // SAFETY: between fork and exec only dup2/fcntl, async-signal-safe.
+        // (source, the number it has in the worker).
+        let mut map = vec![
+            (theirs.as_raw_fd(), protocol::CTL_FD),
+            (fds_theirs.as_raw_fd(), protocol::FDS_FD),
+        ];
+        if let Some(l) = &self.seccomp {
+            map.push((l.as_raw_fd(), protocol::SECCOMP_FD));
+        }
+        // SAFETY: between fork and exec only fcntl/dup2, async-signal-safe,
+        // on a vector allocated before the fork.
         unsafe {
             cmd.pre_exec(move || {
-                if fd == protocol::CTL_FD {
-                    let fl = libc::fcntl(fd, libc::F_GETFD);
-                    libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
-                } else if libc::dup2(fd, protocol::CTL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                // Out of the way of the targets first, close-on-exec; then
+                // each onto its number, which dup2 leaves open across exec.
+                let mut moved = [0i32; 3];
+                for (i, (src, _)) in map.iter().enumerate() {
+                    moved[i] = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10);
+                    if moved[i] < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (i, (_, dst)) in map.iter().enumerate() {
+                    if libc::dup2(moved[i], *dst) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -228,10 +325,78 @@ impl Supervisor {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", program.display()))?;
-        Ok(Child {
+        let c = Child {
             pid: child.id() as i32,
             ctl: ours,
-        })
+            fds: fds_ours,
+        };
+        // Every container's descriptor, for the worker to serve from its
+        // start (it reads them before it says ready).
+        for (name, fd) in &self.held {
+            protocol::send(&c.fds, &format!("adopt {name}"), Some(fd.as_fd()))
+                .with_context(|| format!("handing {name} to worker {}", c.pid))?;
+        }
+        protocol::send(&c.fds, "adopted", None).context("descriptor channel")?;
+        Ok(c)
+    }
+
+    /// Takes what a worker said on its descriptor channel: copies of new
+    /// containers' descriptors to hold (and to hand to `forward`, the
+    /// serving worker, when the sender is another), ends to forget.
+    fn collect_into(&mut self, c: &Child, forward: Option<&Child>) {
+        loop {
+            match protocol::recv(&c.fds, false) {
+                Ok(Some((text, Some(fd)))) if text.starts_with("hold ") => {
+                    let name = text["hold ".len()..].to_owned();
+                    super::sdnotify::store_fd(&name, fd.as_fd());
+                    if let Some(f) = forward {
+                        if let Err(e) =
+                            protocol::send(&f.fds, &format!("adopt {name}"), Some(fd.as_fd()))
+                        {
+                            log::error!("{name}: handing it to worker {}: {e}", f.pid);
+                        }
+                    }
+                    self.held.insert(name, fd);
+                }
+                Ok(Some((text, None))) if text.starts_with("release ") => {
+                    let name = &text["release ".len()..];
+                    if self.held.remove(name).is_some() {
+                        super::sdnotify::remove_fd(name);
+                    }
+                }
+                Ok(Some((text, _))) => log::warn!("worker {}: unexpected {text:?}", c.pid),
+                Ok(None) => break,
+                Err(e) => {
+                    log::debug!("worker {}: descriptor channel: {e}", c.pid);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn collect(&mut self, c: &Child) {
+        self.collect_into(c, None);
+    }
+
+    /// Takes the descriptors systemd kept for us (containers of a daemon
+    /// that died), dropping those whose container is gone.
+    fn adopt_stored(&mut self, stored: Vec<(String, OwnedFd)>) {
+        let mut n = 0;
+        for (name, fd) in stored {
+            if !name.starts_with("sysinfo-") {
+                log::warn!("closing a descriptor named {name:?} that systemd kept for us");
+                continue;
+            }
+            if hung_up(&fd) {
+                super::sdnotify::remove_fd(&name);
+                continue;
+            }
+            self.held.insert(name, fd);
+            n += 1;
+        }
+        if n > 0 {
+            log::info!("took back {n} containers' seccomp descriptors from systemd's fd store");
+        }
     }
 
     /// Waits for a new worker's `ready`; kills it on failure or timeout.
@@ -306,6 +471,15 @@ impl Supervisor {
                 unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) }
             })
             .context("dup")?;
+        let old_pid = old.pid;
+        if let Some(o) = self.serving.take() {
+            // Every descriptor the old worker received so far, for the new.
+            self.collect(&o);
+            self.serving = Some(o);
+        }
+        let Some(old) = self.serving.as_mut() else {
+            bail!("no worker is serving");
+        };
         let state = match export(old) {
             Ok(s) => s,
             Err(e) => {
@@ -337,6 +511,13 @@ impl Supervisor {
         if let Err(e) = writeln!(old.ctl, "drain") {
             log::warn!("worker {}: {e}", old.pid);
         }
+        // It stops taking runtimes' connections and notifications; what it
+        // took meanwhile goes to the new worker, which takes over then.
+        if let Err(e) = wait_line(&old.ctl, "drained", EXPORT_TIMEOUT) {
+            log::warn!("worker {old_pid} did not say it stopped answering sysinfo(2): {e:#}");
+        }
+        self.collect_into(&old, Some(&new));
+        serve_seccomp(&new);
         self.draining.push(old.pid);
         self.serving = Some(new);
         log::info!(
@@ -354,18 +535,40 @@ impl Supervisor {
     fn reexec(&self, exe: &OwnedFd) {
         let Some(c) = &self.serving else { return };
         let fd = c.ctl.as_raw_fd();
-        // The control socket must survive the exec.
-        // SAFETY: fcntl on an fd we own.
-        unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFD);
-            libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC);
-        }
+        // The control socket, the descriptor channel, the seccomp socket
+        // and every container's descriptor must survive the exec.
+        let mut keep: Vec<RawFd> = vec![fd, c.fds.as_raw_fd()];
+        keep.extend(self.seccomp.as_ref().map(|l| l.as_raw_fd()));
+        keep.extend(self.held.values().map(|f| f.as_raw_fd()));
+        let set_cloexec = |on: bool| {
+            for k in &keep {
+                // SAFETY: fcntl on descriptors we own.
+                unsafe {
+                    let fl = libc::fcntl(*k, libc::F_GETFD);
+                    let fl = if on {
+                        fl | libc::FD_CLOEXEC
+                    } else {
+                        fl & !libc::FD_CLOEXEC
+                    };
+                    libc::fcntl(*k, libc::F_SETFD, fl);
+                }
+            }
+        };
+        set_cloexec(false);
         let draining: Vec<String> = self.draining.iter().map(i32::to_string).collect();
+        let held: Vec<String> = self
+            .held
+            .iter()
+            .map(|(n, f)| format!("{}={}", hex(n.as_bytes()), f.as_raw_fd()))
+            .collect();
         let state = format!(
-            "exe={};serving={}:{fd};draining={}",
+            "exe={};serving={}:{fd}:{};draining={};seccomp={};held={}",
             hex(self.exe.as_os_str().as_bytes()),
             c.pid,
-            draining.join(",")
+            c.fds.as_raw_fd(),
+            draining.join(","),
+            self.seccomp.as_ref().map_or(-1, |l| l.as_raw_fd()),
+            held.join(",")
         );
         let to_c = |b: Vec<u8>| CString::new(b).unwrap_or_default();
         let argv: Vec<CString> = self
@@ -404,11 +607,7 @@ impl Supervisor {
             self.exe.display(),
             std::io::Error::last_os_error()
         );
-        // SAFETY: as above.
-        unsafe {
-            let fl = libc::fcntl(fd, libc::F_GETFD);
-            libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
-        }
+        set_cloexec(true);
     }
 
     /// Picks up the workers of the image we were re-executed from.
@@ -424,19 +623,46 @@ impl Supervisor {
                     }
                 }
                 "serving" => {
-                    let (pid, fd) = v.split_once(':').context("serving=pid:fd")?;
-                    let fd: i32 = fd.parse().context("control fd")?;
-                    // SAFETY: the fd was left open for us across the exec
-                    // by the image before us, and nothing else owns it.
-                    let ctl = unsafe { <UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-                    let _ = nix::fcntl::fcntl(
-                        &ctl,
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-                    );
+                    let mut f = v.split(':');
+                    let pid = f.next().context("serving=pid:fd:fd")?;
+                    let fd: i32 = f
+                        .next()
+                        .context("control fd")?
+                        .parse()
+                        .context("control fd")?;
+                    let ctl = unsafe_adopt::<UnixStream>(fd);
+                    // An image of before the descriptor channel passes none:
+                    // a channel nobody writes to stands in.
+                    let fds = match f.next().and_then(|n| n.parse().ok()) {
+                        Some(n) => unsafe_adopt::<OwnedFd>(n),
+                        None => protocol::channel().context("descriptor channel")?.0,
+                    };
                     self.serving = Some(Child {
                         pid: pid.parse().context("serving pid")?,
                         ctl,
+                        fds,
                     });
+                }
+                "seccomp" => {
+                    if let Ok(n) = v.parse::<i32>() {
+                        if n >= 0 {
+                            self.seccomp = Some(unsafe_adopt::<OwnedFd>(n));
+                        }
+                    }
+                }
+                "held" => {
+                    for item in v.split(',').filter(|i| !i.is_empty()) {
+                        let Some((name, n)) = item.split_once('=') else {
+                            continue;
+                        };
+                        let (Some(name), Ok(n)) = (unhex(name), n.parse::<i32>()) else {
+                            continue;
+                        };
+                        self.held.insert(
+                            String::from_utf8_lossy(&name).into_owned(),
+                            unsafe_adopt::<OwnedFd>(n),
+                        );
+                    }
                 }
                 "draining" => {
                     self.draining = v.split(',').filter_map(|p| p.parse().ok()).collect();
@@ -461,7 +687,10 @@ impl Supervisor {
                     };
                     if self.serving.as_ref().is_some_and(|c| c.pid == pid) {
                         log::error!("worker {pid} died ({st:?}); starting another");
-                        self.serving = None;
+                        // What it sent before it died is still on the way.
+                        if let Some(c) = self.serving.take() {
+                            self.collect(&c);
+                        }
                         self.respawn_at = Some(Instant::now());
                     } else if let Some(i) = self.draining.iter().position(|p| *p == pid) {
                         self.draining.remove(i);
@@ -477,6 +706,7 @@ impl Supervisor {
             {
                 Ok(c) => {
                     log::info!("worker {} serves again", c.pid);
+                    serve_seccomp(&c);
                     self.serving = Some(c);
                     self.respawn_at = None;
                 }
@@ -516,6 +746,38 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A descriptor the image before us left open for us across the exec,
+/// made close-on-exec again.
+fn unsafe_adopt<T: std::os::fd::FromRawFd + std::os::fd::AsFd>(fd: RawFd) -> T {
+    // SAFETY: the fd was left open for us across the exec by the image
+    // before us, named in ENV_STATE, and nothing else owns it.
+    let owned = unsafe { T::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        owned.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    owned
+}
+
+/// Reads lines of `ctl` until `want`, for at most `timeout`.
+fn wait_line(ctl: &UnixStream, want: &str, timeout: Duration) -> Result<()> {
+    ctl.set_read_timeout(Some(timeout))?;
+    let r = (|| -> Result<()> {
+        let mut r = BufReader::new(ctl);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                bail!("the control socket closed");
+            }
+            if line.trim() == want {
+                return Ok(());
+            }
+        }
+    })();
+    ctl.set_read_timeout(None)?;
+    r
 }
 
 /// Asks a worker for its state (which then holds still until `thaw` or

@@ -16,10 +16,11 @@
 
 use super::mountpoint::clear_stale;
 use super::privileges::drop_capabilities;
-use super::protocol::{fsname, Mode, CTL_FD, ENV_PARENT};
+use super::protocol::{self, fsname, Mode, CTL_FD, ENV_PARENT, ENV_SECCOMP, FDS_FD, SECCOMP_FD};
 use super::remount::{self, Dev};
 use crate::container::view::{Options, Views};
 use crate::serve::fuse;
+use crate::serve::sysinfo::{Keeper, Sysinfo};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
@@ -44,6 +45,84 @@ struct Worker {
     /// a failed successor left it dead. Dropped when draining: it would
     /// keep our connection alive.
     spare: Mutex<Option<OwnedFd>>,
+    /// The sysinfo(2) front end, when the supervisor gave us its socket.
+    sysinfo: Option<Seccomp>,
+}
+
+/// The seccomp front end and the listening socket it accepts on (only
+/// while the supervisor says so: `serve-seccomp` until `drain`).
+struct Seccomp {
+    front: Arc<Sysinfo>,
+    listener: std::os::unix::net::UnixListener,
+    accepting: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Hands every container descriptor to the supervisor over the descriptor
+/// channel: it keeps a copy for our successors.
+struct ToSupervisor(OwnedFd);
+
+impl Keeper for ToSupervisor {
+    fn hold(&self, name: &str, fd: std::os::fd::BorrowedFd<'_>) {
+        if let Err(e) = protocol::send(&self.0, &format!("hold {name}"), Some(fd)) {
+            log::error!("{name}: the supervisor keeps no copy of its seccomp descriptor: {e}");
+        }
+    }
+
+    fn release(&self, name: &str) {
+        if let Err(e) = protocol::send(&self.0, &format!("release {name}"), None) {
+            log::warn!("{name}: telling the supervisor it is gone: {e}");
+        }
+    }
+}
+
+/// The seccomp front end of this worker: the descriptors the supervisor
+/// hands over at start (`adopt` ... `adopted`), and the socket it shares.
+fn seccomp(views: &Arc<Views>) -> Result<Option<Seccomp>> {
+    // SAFETY: fd 4 was set up by the supervisor for us alone.
+    let fds = unsafe { OwnedFd::from_raw_fd(FDS_FD) };
+    let _ = nix::fcntl::fcntl(
+        &fds,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let mine = fds.try_clone().context("descriptor channel")?;
+    let front = Arc::new(Sysinfo::new(views.clone(), Box::new(ToSupervisor(mine)))?);
+    let mut adopted = 0;
+    loop {
+        match protocol::recv(&fds, true).context("the supervisor's descriptors")? {
+            Some((text, Some(fd))) if text.starts_with("adopt ") => {
+                let name = text["adopt ".len()..].to_owned();
+                match front.adopt(name.clone(), fd) {
+                    Ok(()) => adopted += 1,
+                    Err(e) => log::error!("{name}: cannot watch its seccomp descriptor: {e}"),
+                }
+            }
+            Some((text, None)) if text == "adopted" => break,
+            Some((text, _)) => bail!("unexpected message on the descriptor channel: {text:?}"),
+            None => bail!("the supervisor closed the descriptor channel"),
+        }
+    }
+    if adopted > 0 {
+        log::info!("answering sysinfo(2) for {adopted} containers from before");
+    }
+    if std::env::var(ENV_SECCOMP).as_deref() != Ok("1") {
+        return Ok(None);
+    }
+    // SAFETY: fd 5 is the listening socket the supervisor shares with us.
+    let listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(SECCOMP_FD) };
+    let _ = nix::fcntl::fcntl(
+        &listener,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let answering = front.clone();
+    std::thread::Builder::new()
+        .name("sysinfo".into())
+        .spawn(move || answering.notify_loop())
+        .context("starting the sysinfo thread")?;
+    Ok(Some(Seccomp {
+        front,
+        listener,
+        accepting: Mutex::new(None),
+    }))
 }
 
 fn source(mp: &Path) -> String {
@@ -88,6 +167,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
             None => log::warn!("the predecessor's state is in a format this version does not read; starting afresh"),
         }
     }
+    let sysinfo = seccomp(&views)?;
     let sampler = views.clone();
     std::thread::Builder::new()
         .name("loadavg".into())
@@ -134,6 +214,7 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
         owns_mp: AtomicBool::new(mode == Mode::Fresh),
         draining: AtomicBool::new(false),
         spare: Mutex::new(None),
+        sysinfo,
     });
     // The session ends when the kernel drops our connection: unmounted and
     // no file open.
@@ -301,11 +382,42 @@ fn control(w: &Worker, ctl: UnixStream) {
                 w.views.thaw();
                 heal(w);
             }
+            "serve-seccomp" => {
+                if let Some(s) = &w.sysinfo {
+                    let mut a = s.accepting.lock().unwrap_or_else(|e| e.into_inner());
+                    if a.is_none() {
+                        let front = s.front.clone();
+                        match s.listener.try_clone() {
+                            Ok(l) => {
+                                *a = std::thread::Builder::new()
+                                    .name("sysinfo-accept".into())
+                                    .spawn(move || front.accept_loop(&l))
+                                    .map_err(|e| log::error!("starting the seccomp listener: {e}"))
+                                    .ok()
+                            }
+                            Err(e) => log::error!("the seccomp socket: {e}"),
+                        }
+                    }
+                }
+            }
             "drain" => {
                 w.views.thaw();
                 w.owns_mp.store(false, Ordering::SeqCst);
                 w.draining.store(true, Ordering::SeqCst);
                 w.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+                // The successor takes the runtimes' connections and the
+                // notifications from here; ours end with what is in hand.
+                if let Some(s) = &w.sysinfo {
+                    s.front.stop_accepting();
+                    let a = s.accepting.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(a) = a {
+                        let _ = a.join();
+                    }
+                    s.front.stop();
+                }
+                if let Err(e) = writeln!(out, "drained") {
+                    log::warn!("telling the supervisor: {e}");
+                }
                 log::info!(
                     "pid {}: replaced; serving the files still open on the old connection until they are closed",
                     std::process::id()

@@ -29,8 +29,9 @@ pub fn swap_kb(host: &HashMap<&str, u64>, mem: &Memory) -> (u64, u64) {
     }
 }
 
-/// The values proclens writes, in kB, by key.
-fn virtual_values(
+/// The values proclens writes, in kB, by key (also what `sysinfo(2)` is
+/// answered from, so that the two agree).
+pub fn virtual_values(
     host: &HashMap<&str, u64>,
     mem: &Memory,
 ) -> Result<Vec<(&'static str, u64)>, RenderError> {
@@ -81,6 +82,11 @@ fn virtual_values(
         ("PageTables", kb(s.pagetables)),
         ("AnonHugePages", kb(s.anon_thp)),
     ])
+}
+
+/// The value of `key` among [`virtual_values`] (0 if there is none).
+pub fn value(values: &[(&'static str, u64)], key: &str) -> u64 {
+    values.iter().find(|(k, _)| *k == key).map_or(0, |v| v.1)
 }
 
 /// Replaces the number of a "Key:    123 kB" line, keeping the column where

@@ -10,6 +10,7 @@ pub mod meminfo;
 pub mod stat;
 pub mod swaps;
 pub mod sysfs;
+pub mod sysinfo;
 pub mod uptime;
 
 /// Why a host file could not be rewritten.

@@ -4,3 +4,4 @@
 
 pub mod fuse;
 pub mod metrics;
+pub mod sysinfo;

@@ -596,6 +596,11 @@ pub fn proclens_bin() -> &'static str {
     })
 }
 
+/// The seccomp socket of the test daemon mounted at `mountpoint`.
+pub fn seccomp_socket_of(mountpoint: &Path) -> PathBuf {
+    mountpoint.with_file_name("seccomp.sock")
+}
+
 /// The command that mounts at `mountpoint` in the foreground. `verbose`
 /// adds `-v` (proclens only); tests about stderr content leave it off.
 pub fn mount_command(mountpoint: &Path, verbose: bool) -> Command {
@@ -606,7 +611,11 @@ pub fn mount_command(mountpoint: &Path, verbose: bool) -> Command {
             if verbose {
                 cmd.arg("-v");
             }
-            cmd.arg(mountpoint);
+            // Each test daemon takes runc's seccomp descriptors beside its
+            // mount point, never at the host's /run/proclens.
+            cmd.arg("--seccomp-socket")
+                .arg(seccomp_socket_of(mountpoint))
+                .arg(mountpoint);
             cmd
         }
         DaemonKind::Lxcfs => {
@@ -666,7 +675,11 @@ impl Daemon {
     /// installed elsewhere (the reload tests replace it under the daemon).
     pub fn start_program(dir: &Path, program: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = host_command(program);
-        cmd.arg("mount").arg("-v").arg(dir.join("mnt"));
+        cmd.arg("mount")
+            .arg("-v")
+            .arg("--seccomp-socket")
+            .arg(seccomp_socket_of(&dir.join("mnt")))
+            .arg(dir.join("mnt"));
         for (k, v) in env {
             cmd.env(k, v);
         }

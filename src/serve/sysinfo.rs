@@ -1,0 +1,429 @@
+//! The second front end: `sysinfo(2)` answered for containers, over
+//! seccomp user notification (seccomp_unotify(2)).
+//!
+//! `proclens-runc` gives a container a seccomp rule that makes `sysinfo`
+//! notify, and points runc's `linux.seccomp.listenerPath` at our socket.
+//! At `create` runc connects and sends the filter's notification
+//! descriptor (SCM_RIGHTS) with the container's state as JSON. From then
+//! on every `sysinfo` call in the container waits for us: we resolve the
+//! caller to its container exactly as a FUSE read does, fill `struct
+//! sysinfo` from the same numbers as its meminfo, swaps, loadavg and
+//! uptime, write it into the caller through `/proc/<pid>/mem` and answer 0.
+//!
+//! The memory file is opened, then the notification checked still valid
+//! (`SECCOMP_IOCTL_NOTIF_ID_VALID`): the task that called is alive, so the
+//! memory opened is its own, even if its pid were given to another process
+//! afterwards; it is checked again before answering. Anything that goes
+//! wrong is answered with `SECCOMP_USER_NOTIF_FLAG_CONTINUE`: the kernel
+//! runs the real call, and the caller sees the host's numbers, never an
+//! error, never a hang, never another container's.
+//!
+//! The descriptors must outlive the worker that serves them (a filter
+//! whose listener is gone answers every notified call with ENOSYS): each
+//! one received is handed to [`Keeper::hold`] at once (the supervisor keeps
+//! a copy, and systemd's fd store another), and a new worker is given them
+//! all back ([`Sysinfo::adopt`]).
+
+use crate::container::view::Views;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The audit architecture of this build: a call made through another ABI
+/// (an i386 program on x86_64) has another `struct sysinfo` and number.
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+
+/// How often a waiting accept loop looks whether it should stop.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Where the descriptors of containers go to be kept across workers (the
+/// supervisor), and where their end is told.
+pub trait Keeper: Send + Sync {
+    /// A new container's descriptor, named `name`: keep a copy.
+    fn hold(&self, name: &str, fd: BorrowedFd<'_>);
+    /// The container `name` is gone: drop the copy.
+    fn release(&self, name: &str);
+}
+
+/// A container's notification descriptor.
+#[derive(Debug)]
+struct Filter {
+    name: String,
+    /// Held open: closing the last descriptor of a filter's listener makes
+    /// every notified call in the container fail with ENOSYS.
+    _fd: OwnedFd,
+}
+
+/// Counters of the answers given.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub answered: AtomicU64,
+    /// Handed back to the kernel (`CONTINUE`): host numbers for that call.
+    pub continued: AtomicU64,
+    pub containers: AtomicU64,
+}
+
+/// The seccomp front end of one worker.
+pub struct Sysinfo {
+    views: Arc<Views>,
+    keeper: Box<dyn Keeper>,
+    epoll: OwnedFd,
+    filters: Mutex<HashMap<RawFd, Filter>>,
+    /// Cleared when a successor serves: stop receiving notifications.
+    serving: AtomicBool,
+    /// Cleared to stop accepting runtimes' connections.
+    accepting: AtomicBool,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Sysinfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sysinfo")
+            .field("filters", &self.filters)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A name for systemd's fd store (no ':', which separates LISTEN_FDNAMES,
+/// nothing but ASCII letters, digits and `._-`) from a container's id.
+pub fn fd_name(id: &str) -> String {
+    let clean = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let id = if clean {
+        id.to_owned()
+    } else {
+        id.bytes().take(100).map(|b| format!("{b:02x}")).collect()
+    };
+    format!("sysinfo-{id}")
+}
+
+/// What runc sends with the descriptor (the OCI runtime spec's
+/// ContainerProcessState): which of the descriptors is the seccomp one,
+/// and the container's id.
+#[derive(Debug, serde::Deserialize)]
+struct ProcessState {
+    #[serde(default)]
+    fds: Vec<String>,
+    state: ContainerState,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ContainerState {
+    id: String,
+}
+
+/// Receives one runc message: (container id, the seccomp descriptor).
+/// Other descriptors sent along are closed.
+fn receive(conn: &UnixStream) -> io::Result<(String, OwnedFd)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cmsg = nix::cmsg_space!([RawFd; 8]);
+    let (n, fds) = {
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(rs) = c {
+                // SAFETY: descriptors the kernel just installed for us.
+                fds.extend(rs.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        (msg.bytes, fds)
+    };
+    if n == 0 && fds.is_empty() {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let state: ProcessState = serde_json::from_slice(&buf[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("container state: {e}")))?;
+    let at = state.fds.iter().position(|f| f == "seccompFd").unwrap_or(0);
+    let fd = fds.into_iter().nth(at).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no seccomp descriptor in the message",
+        )
+    })?;
+    Ok((state.state.id, fd))
+}
+
+fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: *mut T) -> io::Result<()> {
+    loop {
+        // SAFETY: a seccomp ioctl on a notification descriptor we hold,
+        // with a pointer to the struct the request names.
+        let r = unsafe { libc::ioctl(fd, req, arg) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether notification `id` still stands (its caller waits for it).
+fn still_valid(fd: RawFd, id: u64) -> bool {
+    let mut id = id;
+    ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id).is_ok()
+}
+
+impl Sysinfo {
+    pub fn new(views: Arc<Views>, keeper: Box<dyn Keeper>) -> io::Result<Sysinfo> {
+        // SAFETY: returns a new descriptor or -1.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Sysinfo {
+            views,
+            keeper,
+            // SAFETY: a fresh descriptor that nothing else owns.
+            epoll: unsafe { OwnedFd::from_raw_fd(epoll) },
+            filters: Mutex::new(HashMap::new()),
+            serving: AtomicBool::new(true),
+            accepting: AtomicBool::new(true),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Containers whose `sysinfo` calls are answered.
+    pub fn containers(&self) -> usize {
+        self.filters.lock().map_or(0, |f| f.len())
+    }
+
+    /// Serves the descriptor `fd` of container `name` from now on.
+    pub fn adopt(&self, name: String, fd: OwnedFd) -> io::Result<()> {
+        let raw = fd.as_raw_fd();
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLHUP) as u32,
+            u64: raw as u64,
+        };
+        // SAFETY: adds a descriptor we own to our epoll set.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, raw, &mut ev) }
+            != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        log::info!("answering sysinfo(2) for {name}");
+        self.stats.containers.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.filters.lock() {
+            f.insert(raw, Filter { name, _fd: fd });
+        }
+        Ok(())
+    }
+
+    /// Stops receiving notifications (a successor serves them now); the
+    /// one being answered is finished first.
+    pub fn stop(&self) {
+        self.serving.store(false, Ordering::SeqCst);
+    }
+
+    /// Makes [`Sysinfo::accept_loop`] return within [`POLL_EVERY`].
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Accepts runtimes' connections on `listener` until
+    /// [`Sysinfo::stop_accepting`]. The socket is shared with the other
+    /// workers of the supervisor, but only one of them accepts at a time
+    /// (the supervisor says which), so a blocking accept after poll cannot
+    /// be left waiting by another's.
+    pub fn accept_loop(&self, listener: &UnixListener) {
+        while self.accepting.load(Ordering::SeqCst) {
+            let mut p = libc::pollfd {
+                fd: listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd we own.
+            let n = unsafe { libc::poll(&mut p, 1, POLL_EVERY.as_millis() as i32) };
+            if n <= 0 || !self.accepting.load(Ordering::SeqCst) {
+                continue;
+            }
+            let conn = match listener.accept() {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    log::warn!("seccomp listener: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            };
+            match receive(&conn) {
+                Ok((id, fd)) => {
+                    let name = fd_name(&id);
+                    // Kept elsewhere before anything else can go wrong here.
+                    self.keeper.hold(&name, fd.as_fd());
+                    if let Err(e) = self.adopt(name.clone(), fd) {
+                        log::error!("{name}: cannot watch its seccomp descriptor: {e}");
+                    }
+                }
+                // A connection closed without a word: proclens-runc asking
+                // whether anybody listens.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+                Err(e) => log::warn!("seccomp listener: a runtime's message: {e}"),
+            }
+        }
+    }
+
+    /// Answers notifications until the process ends.
+    pub fn notify_loop(&self) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+        loop {
+            // SAFETY: epoll_wait writes at most events.len() entries.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    1000,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("seccomp: epoll_wait: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            for ev in &events[..n as usize] {
+                let fd = ev.u64 as RawFd;
+                if ev.events & libc::EPOLLIN as u32 != 0 && self.serving.load(Ordering::SeqCst) {
+                    self.answer_one(fd);
+                }
+                if ev.events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+                    self.forget(fd);
+                }
+            }
+            if !self.serving.load(Ordering::SeqCst) {
+                // A successor answers; ours only wait for the end.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Every task of the container is gone: the descriptor is done.
+    fn forget(&self, fd: RawFd) {
+        let gone = self.filters.lock().ok().and_then(|mut f| f.remove(&fd));
+        if let Some(f) = gone {
+            // SAFETY: removes a descriptor of ours from our epoll set.
+            unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    fd,
+                    std::ptr::null_mut(),
+                )
+            };
+            log::info!(
+                "{}: the container is gone; its seccomp descriptor is closed",
+                f.name
+            );
+            self.keeper.release(&f.name);
+        }
+    }
+
+    /// Receives one notification of `fd` and answers it.
+    fn answer_one(&self, fd: RawFd) {
+        // The kernel wants a zeroed struct.
+        // SAFETY: seccomp_notif is plain old data.
+        let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        if let Err(e) = ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) {
+            // ENOENT: the caller went away before we took it.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                log::debug!("seccomp: receiving a notification: {e}");
+            }
+            return;
+        }
+        let t = Instant::now();
+        let done = self.fill(fd, &n);
+        let mut resp = libc::seccomp_notif_resp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        match done {
+            Ok(true) => {}
+            // The caller is gone: nobody to answer.
+            Ok(false) => return,
+            Err(why) => {
+                log::debug!(
+                    "sysinfo for pid {}: the kernel answers instead: {why}",
+                    n.pid
+                );
+                resp.flags = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32;
+            }
+        }
+        match ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) {
+            Ok(()) if resp.flags == 0 => {
+                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                log::trace!("sysinfo for pid {} in {:?}", n.pid, t.elapsed());
+            }
+            Ok(()) => {
+                self.stats.continued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => log::debug!("seccomp: answering pid {}: {e}", n.pid),
+        }
+    }
+
+    /// Writes the container's `struct sysinfo` into the caller of `n`.
+    /// `Ok(false)`: the notification is gone; `Err`: let the kernel answer.
+    fn fill(&self, fd: RawFd, n: &libc::seccomp_notif) -> Result<bool, String> {
+        if n.data.arch != AUDIT_ARCH || n.data.nr as libc::c_long != libc::SYS_sysinfo {
+            return Err(format!(
+                "not sysinfo of this ABI (nr {}, arch {:#x})",
+                n.data.nr, n.data.arch
+            ));
+        }
+        let caller = self.views.caller(n.pid).map_err(|e| e.to_string())?;
+        let info = self
+            .views
+            .sysinfo(&caller)
+            .map_err(|e| e.to_string())?
+            .ok_or("the caller is the host")?;
+        // Opened before the check: if the notification still stands, the
+        // task that called is alive and this is its memory.
+        let mem = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{}/mem", n.pid))
+            .map_err(|e| format!("/proc/{}/mem: {e}", n.pid))?;
+        if !still_valid(fd, n.id) {
+            return Ok(false);
+        }
+        mem.write_all_at(&info.encode(), n.data.args[0])
+            .map_err(|e| format!("writing struct sysinfo at {:#x}: {e}", n.data.args[0]))?;
+        Ok(still_valid(fd, n.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_store_names_are_safe() {
+        assert_eq!(fd_name("abc123_x.y-z"), "sysinfo-abc123_x.y-z");
+        // ':' separates LISTEN_FDNAMES; anything odd is hex.
+        assert_eq!(fd_name("a:b"), "sysinfo-613a62");
+        assert_eq!(fd_name(""), "sysinfo-");
+        assert!(fd_name(&"x".repeat(1000)).len() < 255);
+    }
+}
