@@ -45,18 +45,26 @@ fn fuse_mounts_at(mp: &Path) -> Result<Vec<String>> {
 }
 
 /// Whether a FUSE mount answers: a dead daemon's mount fails with ENOTCONN
-/// at once; a live one answers; a hung one does not answer (we stop waiting).
+/// at once; a live one answers; a hung one does not answer (we stop
+/// waiting). The probe looks up a name that does not exist: the kernel
+/// caches no answer for it, so the daemon itself must give one (a stat of
+/// the mount point could be answered from the attributes the kernel keeps
+/// for a second, even for a daemon that is gone).
 fn probe(mp: &Path) -> Option<std::io::Result<()>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let p = mp.to_owned();
+    let p = mp.join(".proclens-probe");
     std::thread::spawn(move || {
-        let _ = tx.send(std::fs::metadata(&p).map(|_| ()));
+        let r = match std::fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.map(|_| ()),
+        };
+        let _ = tx.send(r);
     });
     rx.recv_timeout(Duration::from_secs(2)).ok()
 }
 
 /// How long a mount that answers is watched for its daemon going away.
-const LIVE_GRACE: Duration = Duration::from_secs(3);
+const LIVE_GRACE: Duration = Duration::from_secs(5);
 
 /// Replaces a stale mount left by a crashed daemon; refuses a live one.
 ///

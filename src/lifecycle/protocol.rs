@@ -48,6 +48,11 @@ pub const FDS_FD: i32 = 4;
 /// by its workers (it outlives them: runc's connections wait in its
 /// backlog while a worker restarts).
 pub const SECCOMP_FD: i32 = 5;
+/// The in-flight table of notifications (`serve::sysinfo::InFlight`), a
+/// memfd the supervisor made and shares with its workers.
+pub const INFLIGHT_FD: i32 = 6;
+/// Its name in systemd's fd store.
+pub const INFLIGHT_NAME: &str = "inflight";
 
 /// Sends `text` and, if given, one descriptor as one message.
 pub fn send(sock: &OwnedFd, text: &str, fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {

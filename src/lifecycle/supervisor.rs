@@ -41,6 +41,7 @@ use super::privileges::drop_capabilities;
 use super::protocol::{self, Mode};
 use super::worker;
 use crate::container::view::Options;
+use crate::serve::sysinfo::InFlight;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -88,6 +89,8 @@ struct Supervisor {
     /// A copy of every container's seccomp descriptor, by name: they must
     /// outlive any one worker (also pushed to systemd's fd store).
     held: BTreeMap<String, OwnedFd>,
+    /// What the workers took and may not have answered.
+    in_flight: Option<InFlight>,
 }
 
 /// The path we were executed from, as `/proc/self/exe` said at start
@@ -141,6 +144,11 @@ pub fn run(mountpoint: &Path, opts: Options, seccomp_socket: &Path) -> Result<()
         signals.add(s);
     }
     signals.thread_block().context("blocking signals")?;
+    let events = nix::sys::signalfd::SignalFd::with_flags(
+        &signals,
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+    )
+    .context("signalfd")?;
 
     let mut sup = Supervisor {
         exe: installed_path()?,
@@ -150,6 +158,7 @@ pub fn run(mountpoint: &Path, opts: Options, seccomp_socket: &Path) -> Result<()
         respawn_at: None,
         seccomp: None,
         held: BTreeMap::new(),
+        in_flight: None,
     };
     match resumed {
         Some(state) => {
@@ -164,6 +173,7 @@ pub fn run(mountpoint: &Path, opts: Options, seccomp_socket: &Path) -> Result<()
         }
         None => {
             sup.adopt_stored(stored);
+            sup.rescue();
             sup.seccomp = listen_seccomp(seccomp_socket);
             let child = sup
                 .spawn(Mode::Fresh, None, None)
@@ -177,7 +187,8 @@ pub fn run(mountpoint: &Path, opts: Options, seccomp_socket: &Path) -> Result<()
     super::sdnotify::ready_when_serving(&mp);
 
     loop {
-        match wait_signal(&signals, Duration::from_secs(1)) {
+        let channel = sup.serving.as_ref().map(|c| c.fds.as_raw_fd());
+        match wait_event(&events, channel, Duration::from_secs(1)) {
             Some(Signal::SIGHUP) => sup.reload(),
             Some(Signal::SIGCHLD) | None => {}
             Some(sig) => {
@@ -252,15 +263,38 @@ fn hung_up(fd: &OwnedFd) -> bool {
     n > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// sigtimedwait(2): the next of `set`, or None after `timeout`.
-fn wait_signal(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+/// The next signal of the set `events` was made for, or None after
+/// `timeout` or as soon as the serving worker's descriptor channel has a
+/// message (a container's descriptor is copied without delay, so that it
+/// is in systemd's fd store before anything can take the daemon down).
+fn wait_event(
+    events: &nix::sys::signalfd::SignalFd,
+    channel: Option<RawFd>,
+    timeout: Duration,
+) -> Option<Signal> {
+    let mut fds = vec![libc::pollfd {
+        fd: events.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    fds.extend(channel.map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }));
+    // SAFETY: pollfds we own; a timeout in milliseconds.
+    let n = unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout.as_millis() as i32,
+        )
     };
-    // SAFETY: a valid sigset and timespec; no siginfo wanted.
-    let n = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-    Signal::try_from(n).ok()
+    if n <= 0 || fds[0].revents & libc::POLLIN == 0 {
+        return None;
+    }
+    let info = events.read_signal().ok()??;
+    Signal::try_from(info.ssi_signo as i32).ok()
 }
 
 impl Supervisor {
@@ -298,6 +332,11 @@ impl Supervisor {
             (theirs.as_raw_fd(), protocol::CTL_FD),
             (fds_theirs.as_raw_fd(), protocol::FDS_FD),
         ];
+        let table = self.in_flight.as_ref().map(|t| t.fd().as_raw_fd());
+        map.push((
+            table.unwrap_or(fds_theirs.as_raw_fd()),
+            protocol::INFLIGHT_FD,
+        ));
         if let Some(l) = &self.seccomp {
             map.push((l.as_raw_fd(), protocol::SECCOMP_FD));
         }
@@ -307,7 +346,7 @@ impl Supervisor {
             cmd.pre_exec(move || {
                 // Out of the way of the targets first, close-on-exec; then
                 // each onto its number, which dup2 leaves open across exec.
-                let mut moved = [0i32; 3];
+                let mut moved = [0i32; 4];
                 for (i, (src, _)) in map.iter().enumerate() {
                     moved[i] = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10);
                     if moved[i] < 0 {
@@ -378,11 +417,30 @@ impl Supervisor {
         self.collect_into(c, None);
     }
 
+    /// Answers the notifications a dead worker (or a dead daemon) took and
+    /// left waiting (see `InFlight`), before another worker starts.
+    fn rescue(&self) {
+        if let Some(t) = &self.in_flight {
+            let n = t.rescue(|name| self.held.get(name).map(|f| f.as_fd()));
+            if n > 0 {
+                log::warn!("{n} sysinfo calls left waiting by a worker that died were handed to the kernel");
+            }
+        }
+    }
+
     /// Takes the descriptors systemd kept for us (containers of a daemon
-    /// that died), dropping those whose container is gone.
+    /// that died, and the in-flight table), dropping those whose container
+    /// is gone; makes a table if there was none.
     fn adopt_stored(&mut self, stored: Vec<(String, OwnedFd)>) {
         let mut n = 0;
         for (name, fd) in stored {
+            if name == protocol::INFLIGHT_NAME {
+                match InFlight::map(fd) {
+                    Ok(t) => self.in_flight = Some(t),
+                    Err(e) => log::warn!("the stored in-flight table: {e}"),
+                }
+                continue;
+            }
             if !name.starts_with("sysinfo-") {
                 log::warn!("closing a descriptor named {name:?} that systemd kept for us");
                 continue;
@@ -396,6 +454,17 @@ impl Supervisor {
         }
         if n > 0 {
             log::info!("took back {n} containers' seccomp descriptors from systemd's fd store");
+        }
+        if self.in_flight.is_none() {
+            match InFlight::create() {
+                Ok(t) => {
+                    super::sdnotify::store_fd(protocol::INFLIGHT_NAME, t.fd());
+                    self.in_flight = Some(t);
+                }
+                Err(e) => log::warn!(
+                    "no in-flight table ({e}): a worker crash may leave a sysinfo call waiting"
+                ),
+            }
         }
     }
 
@@ -539,6 +608,7 @@ impl Supervisor {
         // and every container's descriptor must survive the exec.
         let mut keep: Vec<RawFd> = vec![fd, c.fds.as_raw_fd()];
         keep.extend(self.seccomp.as_ref().map(|l| l.as_raw_fd()));
+        keep.extend(self.in_flight.as_ref().map(|t| t.fd().as_raw_fd()));
         keep.extend(self.held.values().map(|f| f.as_raw_fd()));
         let set_cloexec = |on: bool| {
             for k in &keep {
@@ -562,12 +632,13 @@ impl Supervisor {
             .map(|(n, f)| format!("{}={}", hex(n.as_bytes()), f.as_raw_fd()))
             .collect();
         let state = format!(
-            "exe={};serving={}:{fd}:{};draining={};seccomp={};held={}",
+            "exe={};serving={}:{fd}:{};draining={};seccomp={};inflight={};held={}",
             hex(self.exe.as_os_str().as_bytes()),
             c.pid,
             c.fds.as_raw_fd(),
             draining.join(","),
             self.seccomp.as_ref().map_or(-1, |l| l.as_raw_fd()),
+            self.in_flight.as_ref().map_or(-1, |t| t.fd().as_raw_fd()),
             held.join(",")
         );
         let to_c = |b: Vec<u8>| CString::new(b).unwrap_or_default();
@@ -650,6 +721,16 @@ impl Supervisor {
                         }
                     }
                 }
+                "inflight" => {
+                    if let Ok(n) = v.parse::<i32>() {
+                        if n >= 0 {
+                            match InFlight::map(unsafe_adopt::<OwnedFd>(n)) {
+                                Ok(t) => self.in_flight = Some(t),
+                                Err(e) => log::warn!("the in-flight table: {e}"),
+                            }
+                        }
+                    }
+                }
                 "held" => {
                     for item in v.split(',').filter(|i| !i.is_empty()) {
                         let Some((name, n)) = item.split_once('=') else {
@@ -687,10 +768,12 @@ impl Supervisor {
                     };
                     if self.serving.as_ref().is_some_and(|c| c.pid == pid) {
                         log::error!("worker {pid} died ({st:?}); starting another");
-                        // What it sent before it died is still on the way.
+                        // What it sent before it died is still on the way;
+                        // what it took and did not answer is answered now.
                         if let Some(c) = self.serving.take() {
                             self.collect(&c);
                         }
+                        self.rescue();
                         self.respawn_at = Some(Instant::now());
                     } else if let Some(i) = self.draining.iter().position(|p| *p == pid) {
                         self.draining.remove(i);

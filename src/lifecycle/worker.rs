@@ -85,7 +85,22 @@ fn seccomp(views: &Arc<Views>) -> Result<Option<Seccomp>> {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let mine = fds.try_clone().context("descriptor channel")?;
-    let front = Arc::new(Sysinfo::new(views.clone(), Box::new(ToSupervisor(mine)))?);
+    // SAFETY: fd 6 is the in-flight table the supervisor shares with us.
+    let table = unsafe { OwnedFd::from_raw_fd(protocol::INFLIGHT_FD) };
+    let _ = nix::fcntl::fcntl(
+        &table,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let in_flight = crate::serve::sysinfo::InFlight::map(table)
+        .map_err(|e| {
+            log::warn!("the in-flight table: {e}; a crash may leave a sysinfo call waiting")
+        })
+        .ok();
+    let front = Arc::new(Sysinfo::new(
+        views.clone(),
+        Box::new(ToSupervisor(mine)),
+        in_flight,
+    )?);
     let mut adopted = 0;
     loop {
         match protocol::recv(&fds, true).context("the supervisor's descriptors")? {
@@ -223,6 +238,10 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
         .name("session".into())
         .spawn(move || {
             let r = session.wait();
+            // No sysinfo call may be left half answered by our exit.
+            if let Some(s) = &watcher.sysinfo {
+                s.front.stop_and_wait();
+            }
             if watcher.draining.load(Ordering::SeqCst) {
                 log::info!(
                     "pid {}: the last reader of the old connection is gone; exiting",
@@ -266,6 +285,9 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
         match signals.wait() {
             Ok(Signal::SIGHUP) => log::debug!("SIGHUP goes to the supervisor; ignored"),
             Ok(sig) => {
+                if let Some(s) = &w.sysinfo {
+                    s.front.stop_and_wait();
+                }
                 if w.owns_mp.load(Ordering::SeqCst) {
                     log::info!("{sig}: unmounting {}", mp.display());
                     // Detach so that a reader's open file or cwd cannot
@@ -401,10 +423,6 @@ fn control(w: &Worker, ctl: UnixStream) {
                 }
             }
             "drain" => {
-                w.views.thaw();
-                w.owns_mp.store(false, Ordering::SeqCst);
-                w.draining.store(true, Ordering::SeqCst);
-                w.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
                 // The successor takes the runtimes' connections and the
                 // notifications from here; ours end with what is in hand.
                 if let Some(s) = &w.sysinfo {
@@ -413,8 +431,12 @@ fn control(w: &Worker, ctl: UnixStream) {
                     if let Some(a) = a {
                         let _ = a.join();
                     }
-                    s.front.stop();
+                    s.front.stop_and_wait();
                 }
+                w.views.thaw();
+                w.owns_mp.store(false, Ordering::SeqCst);
+                w.draining.store(true, Ordering::SeqCst);
+                w.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Err(e) = writeln!(out, "drained") {
                     log::warn!("telling the supervisor: {e}");
                 }

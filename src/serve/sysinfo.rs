@@ -57,6 +57,8 @@ pub trait Keeper: Send + Sync {
 #[derive(Debug)]
 struct Filter {
     name: String,
+    /// Its entry in the in-flight table.
+    slot: Option<usize>,
     /// Held open: closing the last descriptor of a filter's listener makes
     /// every notified call in the container fail with ENOSYS.
     _fd: OwnedFd,
@@ -81,6 +83,10 @@ pub struct Sysinfo {
     serving: AtomicBool,
     /// Cleared to stop accepting runtimes' connections.
     accepting: AtomicBool,
+    /// Where each notification received is noted, for the supervisor.
+    in_flight: Option<InFlight>,
+    /// Held while a notification is being answered.
+    busy: Mutex<()>,
     pub stats: Stats,
 }
 
@@ -185,7 +191,11 @@ fn still_valid(fd: RawFd, id: u64) -> bool {
 }
 
 impl Sysinfo {
-    pub fn new(views: Arc<Views>, keeper: Box<dyn Keeper>) -> io::Result<Sysinfo> {
+    pub fn new(
+        views: Arc<Views>,
+        keeper: Box<dyn Keeper>,
+        in_flight: Option<InFlight>,
+    ) -> io::Result<Sysinfo> {
         // SAFETY: returns a new descriptor or -1.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epoll < 0 {
@@ -199,6 +209,8 @@ impl Sysinfo {
             filters: Mutex::new(HashMap::new()),
             serving: AtomicBool::new(true),
             accepting: AtomicBool::new(true),
+            in_flight,
+            busy: Mutex::new(()),
             stats: Stats::default(),
         })
     }
@@ -223,8 +235,16 @@ impl Sysinfo {
         }
         log::info!("answering sysinfo(2) for {name}");
         self.stats.containers.fetch_add(1, Ordering::Relaxed);
+        let slot = self.in_flight.as_ref().and_then(|t| t.slot(&name));
         if let Ok(mut f) = self.filters.lock() {
-            f.insert(raw, Filter { name, _fd: fd });
+            f.insert(
+                raw,
+                Filter {
+                    name,
+                    slot,
+                    _fd: fd,
+                },
+            );
         }
         Ok(())
     }
@@ -233,6 +253,14 @@ impl Sysinfo {
     /// one being answered is finished first.
     pub fn stop(&self) {
         self.serving.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops receiving notifications and waits until the one being
+    /// answered, if any, is answered: before this process exits, so that no
+    /// caller is left waiting for an answer nobody will give.
+    pub fn stop_and_wait(&self) {
+        self.stop();
+        drop(self.busy.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// Makes [`Sysinfo::accept_loop`] return within [`POLL_EVERY`].
@@ -305,8 +333,13 @@ impl Sysinfo {
             }
             for ev in &events[..n as usize] {
                 let fd = ev.u64 as RawFd;
-                if ev.events & libc::EPOLLIN as u32 != 0 && self.serving.load(Ordering::SeqCst) {
-                    self.answer_one(fd);
+                if ev.events & libc::EPOLLIN as u32 != 0 {
+                    let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+                    // Checked with the lock held: once `stop_and_wait`
+                    // returned, nothing more is received.
+                    if self.serving.load(Ordering::SeqCst) {
+                        self.answer_one(fd);
+                    }
                 }
                 if ev.events & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
                     self.forget(fd);
@@ -336,6 +369,9 @@ impl Sysinfo {
                 "{}: the container is gone; its seccomp descriptor is closed",
                 f.name
             );
+            if let Some(t) = &self.in_flight {
+                t.clear(&f.name);
+            }
             self.keeper.release(&f.name);
         }
     }
@@ -353,6 +389,16 @@ impl Sysinfo {
             return;
         }
         let t = Instant::now();
+        if let Some(table) = &self.in_flight {
+            let slot = self
+                .filters
+                .lock()
+                .ok()
+                .and_then(|f| f.get(&fd).and_then(|f| f.slot));
+            if let Some(slot) = slot {
+                table.record(slot, n.id);
+            }
+        }
         let done = self.fill(fd, &n);
         let mut resp = libc::seccomp_notif_resp {
             id: n.id,
@@ -411,6 +457,158 @@ impl Sysinfo {
         mem.write_all_at(&info.encode(), n.data.args[0])
             .map_err(|e| format!("writing struct sysinfo at {:#x}: {e}", n.data.args[0]))?;
         Ok(still_valid(fd, n.id))
+    }
+}
+
+/// The notifications a worker has taken, in memory it shares with the
+/// supervisor (a memfd, also kept in systemd's fd store): per container,
+/// the id of the last notification received. A worker that dies between
+/// receiving a notification and answering it leaves its caller waiting
+/// for an answer nobody would give; any holder of the container's
+/// descriptor may answer it, and notification ids of one filter follow
+/// each other, so the supervisor answers `CONTINUE` for the last id and
+/// the next ([`InFlight::rescue`]) before another worker starts: an id not
+/// taken yet is refused by the kernel (EINPROGRESS) and left to the next
+/// worker, one answered already is gone (ENOENT).
+#[derive(Debug)]
+pub struct InFlight {
+    base: *mut u8,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is only ever accessed through atomics (ids) and
+// names written before an entry's id is published.
+unsafe impl Send for InFlight {}
+unsafe impl Sync for InFlight {}
+
+/// Entries of [`InFlight`]: a NUL-padded name, then the last id.
+const NAME_LEN: usize = 56;
+const ENTRY: usize = NAME_LEN + 8;
+pub const IN_FLIGHT_ENTRIES: usize = 4096;
+const IN_FLIGHT_SIZE: usize = ENTRY * IN_FLIGHT_ENTRIES;
+
+impl InFlight {
+    /// A new, empty table.
+    pub fn create() -> io::Result<InFlight> {
+        let fd = nix::sys::memfd::memfd_create(
+            c"proclens-sysinfo",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )?;
+        nix::unistd::ftruncate(&fd, IN_FLIGHT_SIZE as i64)?;
+        InFlight::map(fd)
+    }
+
+    /// The table in the memfd `fd` (one handed down, or from the fd store).
+    pub fn map(fd: OwnedFd) -> io::Result<InFlight> {
+        let size = std::fs::File::from(fd.try_clone()?).metadata()?.len();
+        if size != IN_FLIGHT_SIZE as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("in-flight table of {size} bytes, not {IN_FLIGHT_SIZE}"),
+            ));
+        }
+        // SAFETY: maps the whole memfd shared; unmapped on drop.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                IN_FLIGHT_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(InFlight {
+            base: base.cast(),
+            fd,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn name_at(&self, i: usize) -> &[u8] {
+        // SAFETY: within the mapping; names are written once per entry.
+        let name = unsafe { std::slice::from_raw_parts(self.base.add(i * ENTRY), NAME_LEN) };
+        let end = name.iter().position(|b| *b == 0).unwrap_or(NAME_LEN);
+        &name[..end]
+    }
+
+    fn id_at(&self, i: usize) -> &AtomicU64 {
+        // SAFETY: 8-byte aligned (ENTRY and NAME_LEN are multiples of 8,
+        // the mapping page-aligned) and within the mapping.
+        unsafe { &*self.base.add(i * ENTRY + NAME_LEN).cast::<AtomicU64>() }
+    }
+
+    /// The entry of container `name` (made if there is none), if the table
+    /// has room; names longer than an entry holds are not tracked.
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > NAME_LEN {
+            return None;
+        }
+        if let Some(i) = (0..IN_FLIGHT_ENTRIES).find(|i| self.name_at(*i) == b) {
+            return Some(i);
+        }
+        let i = (0..IN_FLIGHT_ENTRIES).find(|i| self.name_at(*i).is_empty())?;
+        // SAFETY: within the mapping; the entry is free.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.base.add(i * ENTRY), b.len()) };
+        self.id_at(i).store(0, Ordering::Release);
+        Some(i)
+    }
+
+    /// Notification `id` of the container at `slot` was received.
+    pub fn record(&self, slot: usize, id: u64) {
+        self.id_at(slot).store(id, Ordering::Release);
+    }
+
+    /// Frees the entry of a container that is gone.
+    pub fn clear(&self, name: &str) {
+        if let Some(i) = (0..IN_FLIGHT_ENTRIES).find(|i| self.name_at(*i) == name.as_bytes()) {
+            // SAFETY: within the mapping.
+            unsafe { std::ptr::write_bytes(self.base.add(i * ENTRY), 0, ENTRY) };
+        }
+    }
+
+    /// Answers `CONTINUE` to the notifications a dead worker may have
+    /// taken and left unanswered, through the descriptors `fds` (by
+    /// container name); returns how many were answered.
+    pub fn rescue<'a>(&self, fds: impl Fn(&str) -> Option<BorrowedFd<'a>>) -> usize {
+        let mut n = 0;
+        for i in 0..IN_FLIGHT_ENTRIES {
+            let name = String::from_utf8_lossy(self.name_at(i)).into_owned();
+            if name.is_empty() {
+                continue;
+            }
+            let Some(fd) = fds(&name) else { continue };
+            let last = self.id_at(i).load(Ordering::Acquire);
+            for id in [last, last.wrapping_add(1)] {
+                let mut resp = libc::seccomp_notif_resp {
+                    id,
+                    val: 0,
+                    error: 0,
+                    flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32,
+                };
+                if ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp).is_ok() {
+                    log::warn!(
+                        "{name}: answered a sysinfo call the dead worker had taken (the kernel runs it)"
+                    );
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.base.cast(), IN_FLIGHT_SIZE) };
     }
 }
 

@@ -686,7 +686,8 @@ impl Daemon {
         Daemon::launch(dir, cmd)
     }
 
-    fn launch(dir: &Path, mut cmd: Command) -> Daemon {
+    /// Starts `cmd` (a `mount` of `<dir>/mnt`) and waits until it serves.
+    pub fn launch(dir: &Path, mut cmd: Command) -> Daemon {
         let mountpoint = dir.join("mnt");
         let log = dir.join(format!("{}.log", unique_name()));
         let logfile = fs::File::create(&log).expect("create daemon log");
