@@ -206,7 +206,8 @@ pub fn run(mp: &Path, opts: Options, mode: Mode) -> Result<()> {
             stage
         }
     };
-    let session = fuse::serve(&at, &fsname(mp), views.clone()).inspect_err(|_| {
+    let front = sysinfo.as_ref().map(|s| s.front.clone());
+    let session = fuse::serve(&at, &fsname(mp), views.clone(), front).inspect_err(|_| {
         if at != mp {
             let _ = std::fs::remove_dir(&at);
         }

@@ -13,6 +13,7 @@
 //! `raise_size` for what that asks of the file size.
 
 use super::metrics::{self, Kind, Metrics};
+use super::sysinfo::Sysinfo;
 use crate::container::view::Views;
 use crate::container::VFile;
 use fuser::{
@@ -128,6 +129,8 @@ struct Handle {
 #[derive(Debug)]
 struct ProcLens {
     views: Arc<Views>,
+    /// The seccomp front end of this worker, for its counters.
+    sysinfo: Option<Arc<Sysinfo>>,
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
@@ -144,9 +147,14 @@ fn errno(e: &std::io::Error) -> Errno {
 
 impl ProcLens {
     /// `notifier` is filled in by the caller once the session is created.
-    fn new(views: Arc<Views>, notifier: Arc<OnceLock<Notifier>>) -> ProcLens {
+    fn new(
+        views: Arc<Views>,
+        sysinfo: Option<Arc<Sysinfo>>,
+        notifier: Arc<OnceLock<Notifier>>,
+    ) -> ProcLens {
         ProcLens {
             views,
+            sysinfo,
             notifier,
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
@@ -403,6 +411,7 @@ impl ProcLens {
             cpu_accounts,
             load_averages,
             kept_descriptors: self.views.kept_descriptors(),
+            sysinfo: self.sysinfo.as_ref().map(|s| s.counts()),
             uptime: self.serving_since.elapsed(),
         })
     }
@@ -498,7 +507,14 @@ impl Serving {
 /// (read-only, nosuid, nodev, noexec) and starts serving it from `views`.
 /// The mount outlives the returned handle: it is the caller's to unmount
 /// (after a reload the path may be a successor's).
-pub fn serve(at: &Path, fsname: &OsStr, views: Arc<Views>) -> std::io::Result<Serving> {
+/// `sysinfo` is the seccomp front end whose counters `.proclens/metrics`
+/// shows, when there is one.
+pub fn serve(
+    at: &Path,
+    fsname: &OsStr,
+    views: Arc<Views>,
+    sysinfo: Option<Arc<Sysinfo>>,
+) -> std::io::Result<Serving> {
     let config = session_config(vec![
         fuser::MountOption::FSName(fsname.to_string_lossy().into_owned()),
         fuser::MountOption::Subtype("proclens".into()),
@@ -508,7 +524,7 @@ pub fn serve(at: &Path, fsname: &OsStr, views: Arc<Views>) -> std::io::Result<Se
         fuser::MountOption::NoExec,
     ]);
     let notifier = Arc::new(OnceLock::new());
-    let session = fuser::Session::new(ProcLens::new(views, notifier.clone()), at, &config)
+    let session = fuser::Session::new(ProcLens::new(views, sysinfo, notifier.clone()), at, &config)
         .map_err(|e| {
             std::io::Error::new(e.kind(), format!("mounting FUSE at {}: {e}", at.display()))
         })?;

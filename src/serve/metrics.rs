@@ -65,6 +65,8 @@ pub struct State {
     pub load_averages: usize,
     /// Descriptors kept open for fresh reads (`source::kept`).
     pub kept_descriptors: usize,
+    /// sysinfo(2): (calls answered, handed back to the kernel, containers).
+    pub sysinfo: Option<(u64, u64, usize)>,
     pub uptime: Duration,
 }
 
@@ -141,7 +143,8 @@ impl Metrics {
                 f.render_ns.load(Relaxed) as f64 / 1e9
             );
         }
-        let scalars: [(&str, &str, &str, String); 5] = [
+        let (answered, continued, served) = st.sysinfo.unwrap_or_default();
+        let scalars: [(&str, &str, &str, String); 8] = [
             (
                 "fallbacks_total",
                 "counter",
@@ -165,6 +168,24 @@ impl Metrics {
                 "gauge",
                 "Cgroup directories, host files and task stat files kept open for fresh reads.",
                 st.kept_descriptors.to_string(),
+            ),
+            (
+                "sysinfo_answered_total",
+                "counter",
+                "sysinfo(2) calls of containers answered with the container's numbers.",
+                answered.to_string(),
+            ),
+            (
+                "sysinfo_continued_total",
+                "counter",
+                "sysinfo(2) calls handed back to the kernel (the host's numbers for that call).",
+                continued.to_string(),
+            ),
+            (
+                "sysinfo_containers",
+                "gauge",
+                "Containers whose sysinfo(2) calls this worker answers.",
+                served.to_string(),
             ),
             (
                 "uptime_seconds",
@@ -263,6 +284,13 @@ pub fn report(text: &str) -> Result<String, String> {
     );
     let _ = writeln!(
         o,
+        "sysinfo(2): {} containers, {} calls answered, {} handed to the kernel",
+        get("proclens_sysinfo_containers")?,
+        get("proclens_sysinfo_answered_total")?,
+        get("proclens_sysinfo_continued_total")?
+    );
+    let _ = writeln!(
+        o,
         "time to produce a file's content for an open, in µs (every open renders anew):"
     );
     let _ = writeln!(
@@ -341,6 +369,7 @@ mod tests {
             cpu_accounts: 5,
             load_averages: 6,
             kept_descriptors: 8,
+            sysinfo: Some((9, 1, 2)),
             uptime: Duration::from_secs(7),
         });
         let opens = counts(&text, "proclens_opens_total");
@@ -378,6 +407,10 @@ mod tests {
         assert!(r.contains("5 CPU accounts, 6 load averages"), "{r}");
         assert!(r.contains("8 descriptors kept open"), "{r}");
         assert!(r.contains("fallbacks to the host's file: 4"), "{r}");
+        assert!(
+            r.contains("sysinfo(2): 2 containers, 9 calls answered, 1 handed to the kernel"),
+            "{r}"
+        );
         let row = |f: &str| -> Vec<String> {
             r.lines()
                 .find(|l| l.split_whitespace().next() == Some(f))

@@ -220,6 +220,15 @@ impl Sysinfo {
         self.filters.lock().map_or(0, |f| f.len())
     }
 
+    /// (calls answered, calls handed back to the kernel, containers served).
+    pub fn counts(&self) -> (u64, u64, usize) {
+        (
+            self.stats.answered.load(Ordering::Relaxed),
+            self.stats.continued.load(Ordering::Relaxed),
+            self.containers(),
+        )
+    }
+
     /// Serves the descriptor `fd` of container `name` from now on.
     pub fn adopt(&self, name: String, fd: OwnedFd) -> io::Result<()> {
         let raw = fd.as_raw_fd();
