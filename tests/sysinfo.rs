@@ -392,6 +392,17 @@ fn twenty_containers_at_once_each_see_their_own() {
         );
     }
     drop(containers);
+    // The daemon counted them.
+    let metrics = read(daemon.mountpoint().join(".proclens/metrics"));
+    let answered: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("proclens_sysinfo_answered_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sysinfo counter in:\n{metrics}"));
+    assert!(
+        answered >= 20.0 * 200.0,
+        "{answered} calls answered:\n{metrics}"
+    );
 }
 
 /// A container calling sysinfo in a loop, started in the background.
