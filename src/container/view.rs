@@ -287,7 +287,7 @@ impl Views {
                 let mi = self.host.read("/proc/meminfo")?;
                 match self.cgroups.memory(p)? {
                     Some(m) => {
-                        let (total, free) = meminfo::swap_kb(&meminfo::parse(&mi), &m);
+                        let (total, free) = meminfo::swap_kb(&meminfo::HostMem::scan(&mi), &m);
                         render::swaps::render(&host, total, total - free)
                     }
                     None => host,
@@ -364,10 +364,12 @@ impl Views {
         let kb = |key: &str| parsed.get(key).copied().unwrap_or(0);
         let (total, free, shared, buffers, swap_total, swap_free) = match self.cgroups.memory(p)? {
             Some(m) => {
-                let v = meminfo::virtual_values(&parsed, &m).map_err(|error| Error::Render {
-                    file: "sysinfo",
-                    error,
-                })?;
+                let v = meminfo::virtual_values(&meminfo::HostMem::scan(&host), &m).map_err(
+                    |error| Error::Render {
+                        file: "sysinfo",
+                        error,
+                    },
+                )?;
                 let g = |key: &str| meminfo::value(&v, key);
                 (
                     g("MemTotal"),

@@ -16,12 +16,39 @@ pub fn parse(host: &str) -> HashMap<&str, u64> {
         .collect()
 }
 
+/// The host's numbers a container's meminfo is bounded by, in kB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostMem {
+    /// `None` when the host's file has no MemTotal line.
+    pub mem_total: Option<u64>,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+impl HostMem {
+    /// One pass over the host's meminfo for the three lines needed.
+    pub fn scan(host: &str) -> HostMem {
+        let mut h = HostMem::default();
+        let num = |rest: &str| rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        for l in host.lines() {
+            if let Some(r) = l.strip_prefix("MemTotal:") {
+                h.mem_total = num(r);
+            } else if let Some(r) = l.strip_prefix("SwapTotal:") {
+                h.swap_total = num(r).unwrap_or(0);
+            } else if let Some(r) = l.strip_prefix("SwapFree:") {
+                h.swap_free = num(r).unwrap_or(0);
+            }
+        }
+        h
+    }
+}
+
 /// (SwapTotal, SwapFree) in kB for the container. Swap the cgroup does not
 /// account is unknown: the host's numbers are all there is to show.
-pub fn swap_kb(host: &HashMap<&str, u64>, mem: &Memory) -> (u64, u64) {
-    let host_swap = host.get("SwapTotal").copied().unwrap_or(0);
+pub fn swap_kb(host: &HostMem, mem: &Memory) -> (u64, u64) {
+    let host_swap = host.swap_total;
     match mem.swap {
-        None => (host_swap, host.get("SwapFree").copied().unwrap_or(0)),
+        None => (host_swap, host.swap_free),
         Some(sw) => {
             let t = sw.limit.map_or(host_swap, |l| (l / 1024).min(host_swap));
             (t, t - (sw.usage / 1024).min(t))
@@ -32,11 +59,11 @@ pub fn swap_kb(host: &HashMap<&str, u64>, mem: &Memory) -> (u64, u64) {
 /// The values proclens writes, in kB, by key (also what `sysinfo(2)` is
 /// answered from, so that the two agree).
 pub fn virtual_values(
-    host: &HashMap<&str, u64>,
+    host: &HostMem,
     mem: &Memory,
 ) -> Result<Vec<(&'static str, u64)>, RenderError> {
-    let host_total = *host
-        .get("MemTotal")
+    let host_total = host
+        .mem_total
         .ok_or_else(|| RenderError("host meminfo has no MemTotal".into()))?;
     let kb = |b: Option<u64>| b.unwrap_or(0) / 1024;
     let s = &mem.stat;
@@ -92,9 +119,19 @@ pub fn value(values: &[(&'static str, u64)], key: &str) -> u64 {
 /// Replaces the number of a "Key:    123 kB" line, keeping the column where
 /// the number ends (the kernel right-aligns it to width 8 after a 16 column
 /// label: fs/proc/meminfo.c show_val_kb).
-pub(super) fn replace_number(line: &str, value: u64) -> String {
+#[cfg(test)]
+fn replace_number(line: &str, value: u64) -> String {
+    let mut out = String::with_capacity(line.len() + 4);
+    write_number(&mut out, line, value);
+    out
+}
+
+/// [`replace_number`] appended to `out`.
+pub(super) fn write_number(out: &mut String, line: &str, value: u64) {
+    use std::fmt::Write;
     let Some(colon) = line.find(':') else {
-        return line.to_owned();
+        out.push_str(line);
+        return;
     };
     let rest = &line[colon + 1..];
     let num_start = rest.len() - rest.trim_start().len();
@@ -105,16 +142,22 @@ pub(super) fn replace_number(line: &str, value: u64) -> String {
     // The label column is what precedes the 8-wide number on the host line;
     // wider numbers grow to the right, as with the kernel's printf.
     let label = (end.saturating_sub(8)).max(colon + 2);
-    format!("{:<label$}{:>8}{}", &line[..=colon], value, &line[end..])
+    let _ = write!(
+        out,
+        "{:<label$}{:>8}{}",
+        &line[..=colon],
+        value,
+        &line[end..]
+    );
 }
 
 pub fn render(host: &str, mem: &Memory) -> Result<String, RenderError> {
-    let values = virtual_values(&parse(host), mem)?;
-    let mut out = String::with_capacity(host.len());
+    let values = virtual_values(&HostMem::scan(host), mem)?;
+    let mut out = String::with_capacity(host.len() + 64);
     for line in host.lines() {
-        let key = line.split(':').next().unwrap_or_default();
+        let key = line.split_once(':').map_or(line, |(k, _)| k);
         match values.iter().find(|(k, _)| *k == key) {
-            Some((_, v)) => out.push_str(&replace_number(line, *v)),
+            Some((_, v)) => write_number(&mut out, line, *v),
             None => out.push_str(line),
         }
         out.push('\n');
