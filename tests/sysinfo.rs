@@ -718,3 +718,33 @@ fn a_whole_daemon_killed_and_restarted_with_the_fd_store_fails_no_call() {
     drop(second);
     drop(first);
 }
+
+#[test]
+fn a_process_that_execs_is_answered_in_its_new_image() {
+    let _serial = serial();
+    require("runc");
+    let daemon = Daemon::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = rootfs(tmp.path());
+    let memory = 272 * MIB;
+    // The same pid calls sysinfo, execs a new image, and calls it again:
+    // the answer must land in the new image's memory.
+    let second = format!("{PY_SYSINFO}\nprint('after', sysinfo().totalram)\n");
+    let first = format!(
+        "{PY_SYSINFO}\nimport os, sys\nprint('before', sysinfo().totalram, flush=True)\nos.execv('/usr/bin/python3', ['python3', '-c', sys.argv[1]])\n"
+    );
+    let c = Runc::new(
+        tmp.path(),
+        &root,
+        &daemon,
+        memory,
+        tmp.path(),
+        &["python3", "-c", &first, &second],
+    );
+    let out = c.run();
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["before", &memory.to_string(), "after", &memory.to_string()],
+        "{out}"
+    );
+}

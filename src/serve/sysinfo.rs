@@ -41,6 +41,20 @@ const AUDIT_ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
 
+/// Callers whose memory files are kept (each holds two descriptors).
+const MEMORIES: usize = 256;
+
+/// Whether the process behind `pidfd` has exited (the pidfd turns readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, no waiting.
+    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+}
+
 /// How often a waiting accept loop looks whether it should stop.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 
@@ -87,6 +101,8 @@ pub struct Sysinfo {
     in_flight: Option<InFlight>,
     /// Held while a notification is being answered.
     busy: Mutex<()>,
+    /// Callers' memory files, by pid, with the pidfd that vouches for them.
+    memories: Mutex<lru::LruCache<u32, (Arc<std::fs::File>, OwnedFd)>>,
     pub stats: Stats,
 }
 
@@ -211,6 +227,9 @@ impl Sysinfo {
             accepting: AtomicBool::new(true),
             in_flight,
             busy: Mutex::new(()),
+            memories: Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(MEMORIES).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             stats: Stats::default(),
         })
     }
@@ -439,6 +458,41 @@ impl Sysinfo {
         }
     }
 
+    /// The memory of task `pid`, opened now or kept from an earlier call of
+    /// the same process: a kept file is used only while the pidfd opened
+    /// with it says the process has not exited, so `pid` cannot have been
+    /// given to another since (pidfds exist for thread group leaders; a
+    /// file of another thread is opened for each call).
+    /// Also says whether the file was a kept one.
+    fn memory_of(&self, pid: u32) -> Result<(Arc<std::fs::File>, bool), String> {
+        if let Ok(mut m) = self.memories.lock() {
+            if let Some((file, pidfd)) = m.get(&pid) {
+                if !exited(pidfd) {
+                    return Ok((file.clone(), true));
+                }
+                m.pop(&pid);
+            }
+        }
+        // The pidfd first: "not exited" afterwards covers the open.
+        // SAFETY: pidfd_open takes integers; a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map(Arc::new)
+            .map_err(|e| format!("/proc/{pid}/mem: {e}"))?;
+        if pidfd >= 0 {
+            // SAFETY: a descriptor the kernel just gave us.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+            if !exited(&pidfd) {
+                if let Ok(mut m) = self.memories.lock() {
+                    m.put(pid, (file.clone(), pidfd));
+                }
+            }
+        }
+        Ok((file, false))
+    }
+
     /// Writes the container's `struct sysinfo` into the caller of `n`.
     /// `Ok(false)`: the notification is gone; `Err`: let the kernel answer.
     fn fill(&self, fd: RawFd, n: &libc::seccomp_notif) -> Result<bool, String> {
@@ -456,15 +510,28 @@ impl Sysinfo {
             .ok_or("the caller is the host")?;
         // Opened before the check: if the notification still stands, the
         // task that called is alive and this is its memory.
-        let mem = std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/{}/mem", n.pid))
-            .map_err(|e| format!("/proc/{}/mem: {e}", n.pid))?;
+        let bytes = info.encode();
+        let at = n.data.args[0];
+        let (mem, kept) = self.memory_of(n.pid)?;
         if !still_valid(fd, n.id) {
             return Ok(false);
         }
-        mem.write_all_at(&info.encode(), n.data.args[0])
-            .map_err(|e| format!("writing struct sysinfo at {:#x}: {e}", n.data.args[0]))?;
+        if let Err(e) = mem.write_all_at(&bytes, at) {
+            if !kept {
+                return Err(format!("writing struct sysinfo at {at:#x}: {e}"));
+            }
+            // A kept file outlives an exec of its process, whose old memory
+            // then takes no more writes: open the new one.
+            if let Ok(mut m) = self.memories.lock() {
+                m.pop(&n.pid);
+            }
+            let (mem, _) = self.memory_of(n.pid)?;
+            if !still_valid(fd, n.id) {
+                return Ok(false);
+            }
+            mem.write_all_at(&bytes, at)
+                .map_err(|e| format!("writing struct sysinfo at {at:#x}: {e}"))?;
+        }
         Ok(still_valid(fd, n.id))
     }
 }
