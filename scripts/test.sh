@@ -45,7 +45,7 @@ else
   start=$(date +%s)
   # One test at a time (they serialize anyway): the console then shows
   # each result as it ends, not "running for over 60 seconds" for waiters.
-  PROCLENS_VM_TIMEOUT=${PROCLENS_VM_TIMEOUT:-900} \
+  PROCLENS_VM_TIMEOUT=${PROCLENS_VM_TIMEOUT:-1800} \
     tests/vm/run.sh --daemon target/release/proclens "${bins[@]}" -- --test-threads=1 2>&1 |
     tee -a "$log" || vm_status=$?
   echo "scripts/test.sh: v2 VM suites took $(($(date +%s) - start)) s, exit status $vm_status"
