@@ -78,6 +78,13 @@ impl Keeper for ToSupervisor {
 /// The seccomp front end of this worker: the descriptors the supervisor
 /// hands over at start (`adopt` ... `adopted`), and the socket it shares.
 fn seccomp(views: &Arc<Views>) -> Result<Option<Seccomp>> {
+    // A supervisor of a version before the descriptor channel (an upgrade
+    // by reload starts us from it) gives us no fd 4: no sysinfo then.
+    // SAFETY: F_GETFD on a descriptor number, no memory involved.
+    if unsafe { libc::fcntl(FDS_FD, libc::F_GETFD) } < 0 {
+        log::warn!("started without a descriptor channel: sysinfo(2) is not answered until the next restart");
+        return Ok(None);
+    }
     // SAFETY: fd 4 was set up by the supervisor for us alone.
     let fds = unsafe { OwnedFd::from_raw_fd(FDS_FD) };
     let _ = nix::fcntl::fcntl(
