@@ -1309,6 +1309,12 @@ impl<'d> Container<'d> {
         run_with_timeout(&mut self.command(argv), RUN_TIMEOUT)
     }
 
+    /// [`Container::run`] with a deadline of its own, for work whose length
+    /// is the machine's (a TCG guest runs it many times slower), not ours.
+    pub fn run_within(&self, argv: &[&str], timeout: Duration) -> Output {
+        run_with_timeout(&mut self.command(argv), timeout)
+    }
+
     /// Runs a shell script in the container, asserts success, returns stdout.
     pub fn sh(&self, script: &str) -> String {
         checked_stdout(&mut self.command(&["sh", "-c", script]), RUN_TIMEOUT)
