@@ -7,6 +7,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// Where the daemon serves unless told otherwise (`proclens mount`, the
+/// unit, and every helper's default).
+pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+
 /// Whether a bind is one file or a whole directory (Kubernetes `hostPath`
 /// types, LXC `create=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
