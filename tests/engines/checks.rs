@@ -2,7 +2,7 @@
 //! counters read on the host.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::{free_mem_total, host_online_cpus, meminfo_kb, read};
 use crate::engine::{Running, Spec};
@@ -306,8 +306,8 @@ pub fn check_load(case: &Case<'_>) -> String {
 }
 
 /// The skip paths: the container starts, and sees the kernel's files.
-pub fn check_kernel_files(c: &dyn Running, host: &HostView) -> String {
-    let out = c.sh(PROBE);
+pub fn check_kernel_files(c: &dyn Running, host: &HostView, disk: &str) -> String {
+    let out = c.sh(&format!("{PROBE}; echo '=== iostat'; iostat -d -k {disk}"));
     let s = sections(&out);
     assert_eq!(
         free_mem_total(section(&s, "free -b")),
@@ -325,9 +325,4 @@ pub fn check_kernel_files(c: &dyn Running, host: &HostView) -> String {
         "no proclens mount:\n{out}"
     );
     out
-}
-
-pub fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

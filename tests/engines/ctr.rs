@@ -59,9 +59,9 @@ impl Containerd {
                 log,
             },
         };
-        wait_for("containerd answering", Duration::from_secs(60), || {
+        wait_for("containerd answering", ENGINE_TIMEOUT, || {
             c.daemon.assert_running();
-            run_with_timeout(c.ctr().arg("version"), Duration::from_secs(10))
+            run_with_timeout(c.ctr().arg("version"), Duration::from_secs(60))
                 .status
                 .success()
         });

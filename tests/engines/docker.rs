@@ -76,12 +76,12 @@ impl Dockerd {
             },
             key_json_was_there,
         };
-        wait_for("dockerd answering", Duration::from_secs(60), || {
+        wait_for("dockerd answering", ENGINE_TIMEOUT, || {
             d.daemon.assert_running();
             run_with_timeout(
                 d.docker()
                     .args(["version", "--format", "{{.Server.Version}}"]),
-                Duration::from_secs(10),
+                Duration::from_secs(60),
             )
             .status
             .success()

@@ -65,8 +65,8 @@ pub fn nsexec(pid: i32, script: &str) -> Output {
 }
 
 /// A container's cgroup: the one below the cgroup parent its engine was
-/// told to use (`--cgroup-parent`, LXC's `lxc.cgroup.dir.*`, ctr's
-/// `--cgroup`) that holds its init.
+/// told to use (`--cgroup-parent`, ctr's `--cgroup`; LXC's are at the
+/// root) that holds its init.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     /// Per hierarchy mount point, the container's directory.
@@ -75,7 +75,7 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// The cgroup of `pid` one level below `/<parent>`.
+    /// The cgroup of `pid` one level below `/<parent>` (`""`: the root).
     pub fn of(pid: i32, parent: &str) -> Cgroup {
         let text = read(format!("/proc/{pid}/cgroup"));
         let version = cgroup_version();
@@ -92,11 +92,15 @@ impl Cgroup {
             let Some(mount) = mount else { continue };
             // A hierarchy the engine leaves alone (none here do) is
             // skipped; the controllers the checks read must be there.
-            let Some(below) = path.strip_prefix(&format!("/{parent}/")) else {
+            let prefix = match parent {
+                "" => "/".to_owned(),
+                p => format!("/{p}/"),
+            };
+            let Some(below) = path.strip_prefix(&prefix) else {
                 continue;
             };
             let top = below.split('/').next().expect("a component");
-            dirs.push((mount.clone(), mount.join(parent).join(top)));
+            dirs.push((mount.clone(), mount.join(&prefix[1..]).join(top)));
         }
         assert!(
             !dirs.is_empty(),

@@ -1,6 +1,10 @@
 //! LXC containers in an lxcpath of ours (`-P`), configured by a file of
-//! ours that includes the shipped `proclens.conf`; cgroups below a parent
-//! of ours (`lxc.cgroup.dir.*`), no network, no AppArmor.
+//! ours that includes the shipped `proclens.conf`; no network, no AppArmor.
+//! Their cgroups are LXC's defaults, `lxc.payload.<name>` and
+//! `lxc.monitor.<name>` at the root of every hierarchy (LXC removes them
+//! when the container stops, leaving `lxc.pivot`): what users get. (With
+//! `lxc.cgroup.dir.container` LXC 5 would put the container in an inner
+//! `.lxc` cgroup, which on cgroup v2 has no controllers of its own.)
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use crate::common::{cgroup_version, host_command, run_with_timeout, which, CgroupVersion};
 use crate::engine::{quietly, wait_for, Running, Spec, ENGINE_TIMEOUT};
+use crate::kernel::CgroupTree;
 
 fn tool(name: &str) -> Command {
     host_command(which(name).unwrap_or_else(|| panic!("{name} (apt-get install lxc)")))
@@ -26,7 +31,7 @@ pub struct LxcContainer {
 /// `common.conf.d`, whose lxcfs hook would cover the proclens mounts when
 /// lxcfs runs; the limits in the keys of this host's cgroup version; then
 /// `include`.
-fn config(name: &str, rootfs: &Path, parent: &str, spec: &Spec, include: &Path) -> String {
+fn config(name: &str, rootfs: &Path, spec: &Spec, include: &Path) -> String {
     let limits = match cgroup_version() {
         CgroupVersion::V1 => format!(
             "lxc.cgroup.memory.limit_in_bytes = {}\n\
@@ -57,9 +62,6 @@ fn config(name: &str, rootfs: &Path, parent: &str, spec: &Spec, include: &Path) 
          lxc.autodev = 1\n\
          lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\n\
          lxc.init.cmd = /usr/bin/sleep 1000000\n\
-         lxc.cgroup.dir.container = {parent}/{name}\n\
-         lxc.cgroup.dir.monitor = {parent}/{name}.monitor\n\
-         lxc.cgroup.dir.monitor.pivot = {parent}/{name}.pivot\n\
          {limits}\
          lxc.include = {include}\n",
         rootfs = rootfs.display(),
@@ -73,13 +75,12 @@ impl LxcContainer {
         path: &Path,
         name: &str,
         rootfs: &Path,
-        parent: &str,
         spec: &Spec,
         include: &Path,
     ) -> LxcContainer {
         fs::create_dir_all(path).expect("mkdir lxcpath");
         let conf = path.join(format!("{name}.conf"));
-        fs::write(&conf, config(name, rootfs, parent, spec, include)).expect("lxc config");
+        fs::write(&conf, config(name, rootfs, spec, include)).expect("lxc config");
         let mut c = LxcContainer {
             path: path.to_owned(),
             name: name.to_owned(),
@@ -152,5 +153,10 @@ impl Drop for LxcContainer {
                 .arg(&self.path)
                 .args(["-n", &self.name, "-k"]),
         );
+        // LXC removes them itself when the container stops; in case it
+        // did not (the names are ours: the container's is unique).
+        for kind in ["payload", "monitor"] {
+            drop(CgroupTree(format!("lxc.{kind}.{}", self.name)));
+        }
     }
 }
