@@ -33,7 +33,14 @@ const PROBE: &str = "echo '=== free -b'; free -b; echo '=== free -m'; free -m; \
     echo '=== /proc/uptime'; cat /proc/uptime; echo '=== uptime'; uptime; \
     echo '=== getconf'; getconf _NPROCESSORS_ONLN; \
     echo '=== online'; cat /sys/devices/system/cpu/online; \
-    echo '=== fuse mounts'; grep -c ' - fuse' /proc/self/mountinfo || true";
+    echo '=== fuse mounts'; grep -c ' - fuse' /proc/self/mountinfo || true; \
+    echo '=== cp'; cp /proc/meminfo /tmp/proclens-meminfo && head -n 1 /tmp/proclens-meminfo; \
+    rm -f /tmp/proclens-meminfo";
+
+/// `MemTotal:  N kB` -> N.
+fn mem_total_kb(line: &str) -> Option<u64> {
+    meminfo_kb(line, "MemTotal")
+}
 
 fn sections(out: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
@@ -161,6 +168,13 @@ pub fn check_tools(case: &Case<'_>, spec: &Spec, host: &HostView) -> String {
         section(&s, "fuse mounts").trim(),
         "9",
         "one FUSE bind per proclens file:\n{out}"
+    );
+    // cp(1) asks SEEK_DATA/SEEK_HOLE of a file whose st_blocks is 0: the
+    // whole file must come through, and the daemon must not warn about it.
+    assert_eq!(
+        mem_total_kb(section(&s, "cp")),
+        Some(limit / 1024),
+        "MemTotal of a cp of /proc/meminfo:\n{out}"
     );
     out
 }
@@ -323,6 +337,11 @@ pub fn check_kernel_files(c: &dyn Running, host: &HostView, disk: &str) -> Strin
         section(&s, "fuse mounts").trim(),
         "0",
         "no proclens mount:\n{out}"
+    );
+    assert_eq!(
+        mem_total_kb(section(&s, "cp")).map(|kb| kb * 1024),
+        Some(host.mem_total),
+        "MemTotal of a cp of /proc/meminfo:\n{out}"
     );
     out
 }

@@ -13,8 +13,8 @@ use crate::common::{checked_stdout, host_command, which, RUN_TIMEOUT};
 
 /// What the checks run inside, from procps, coreutils, glibc and sysstat.
 pub const TOOLS: &[&str] = &[
-    "sh", "cat", "free", "top", "uptime", "getconf", "grep", "head", "sleep", "dd", "rm", "iostat",
-    "ps",
+    "sh", "cat", "cp", "free", "top", "uptime", "getconf", "grep", "head", "sleep", "dd", "rm",
+    "iostat",
 ];
 
 /// The tools' paths on the host; a missing one is named in the failure.
