@@ -16,11 +16,11 @@
 //! daemon does not serve the mount, or for a bind whose target would be
 //! missing (no procfs or sysfs under it) or resolves outside the rootfs.
 //! Any other problem (a command line it cannot read, a config.json it
-//! cannot parse or write, even a panic) is one line on stderr, and the
-//! real runtime then gets the unchanged command line and the unchanged
-//! config.json: the edits are made on a copy of the document, and the file
-//! is replaced (write to a new file, rename over) only when every edit
-//! succeeded.
+//! cannot parse or write, even a panic) is one line ([`Log`]: runc's log
+//! when the engine names one, else stderr), and the real runtime then gets
+//! the unchanged command line and the unchanged config.json: the edits are
+//! made on a copy of the document, and the file is replaced (write to a
+//! new file, rename over) only when every edit succeeded.
 //!
 //! Its own settings, so that engines which pass no arguments (containerd's
 //! `BinaryName`) can set them in the environment and engines that pass
@@ -37,7 +37,7 @@ use super::skip::{self, DISABLE_ANNOTATION};
 use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -64,46 +64,46 @@ pub fn is_wrapper(argv0: &OsStr) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arity {
     /// A boolean: `--name`, or `--name=true|false`.
-    Flag,
+    Bool,
     /// Takes a value: `--name=VALUE` or `--name VALUE`.
-    Value,
+    WithValue,
 }
-use Arity::{Flag, Value as Val};
+use Arity::{Bool, WithValue};
 
 /// runc's global options (runc 1.1, `runc --help`), and crun's two more
 /// (`--cgroup-manager`, `--log-level`), so that a crun behind the wrapper
 /// is read alike.
 const GLOBAL_OPTIONS: &[(&str, Arity)] = &[
-    ("debug", Flag),
-    ("systemd-cgroup", Flag),
-    ("help", Flag),
-    ("h", Flag),
-    ("version", Flag),
-    ("v", Flag),
-    ("log", Val),
-    ("log-format", Val),
-    ("root", Val),
-    ("criu", Val),
-    ("rootless", Val),
-    ("cgroup-manager", Val),
-    ("log-level", Val),
+    ("debug", Bool),
+    ("systemd-cgroup", Bool),
+    ("help", Bool),
+    ("h", Bool),
+    ("version", Bool),
+    ("v", Bool),
+    ("log", WithValue),
+    ("log-format", WithValue),
+    ("root", WithValue),
+    ("criu", WithValue),
+    ("rootless", WithValue),
+    ("cgroup-manager", WithValue),
+    ("log-level", WithValue),
 ];
 
 /// The options of `runc create` and `runc run` (runc 1.1): the wrapper
 /// only needs the bundle, but must know which options take a value to
 /// find it.
 const CREATE_OPTIONS: &[(&str, Arity)] = &[
-    ("bundle", Val),
-    ("b", Val),
-    ("console-socket", Val),
-    ("pid-file", Val),
-    ("preserve-fds", Val),
-    ("no-pivot", Flag),
-    ("no-new-keyring", Flag),
-    ("detach", Flag),
-    ("d", Flag),
-    ("keep", Flag),
-    ("no-subreaper", Flag),
+    ("bundle", WithValue),
+    ("b", WithValue),
+    ("console-socket", WithValue),
+    ("pid-file", WithValue),
+    ("preserve-fds", WithValue),
+    ("no-pivot", Bool),
+    ("no-new-keyring", Bool),
+    ("detach", Bool),
+    ("d", Bool),
+    ("keep", Bool),
+    ("no-subreaper", Bool),
 ];
 
 /// One command-line word read as an option the way Go's flag package
@@ -161,7 +161,7 @@ pub enum Action {
     /// Any other command (or none, as in `--version`): straight through.
     PassThrough,
     /// A command line the wrapper cannot read: straight through, with
-    /// this line on stderr.
+    /// this line ([`Log`]).
     Unreadable(String),
 }
 
@@ -183,8 +183,11 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
     let mut words = args.into_iter();
     let mut command = None;
     while let Some(arg) = words.next() {
+        // Go's flag package: `--` ends the options; the command follows.
         if arg == "--" {
             inv.args.push(arg);
+            command = words.next();
+            inv.args.extend(command.clone());
             break;
         }
         let Some(opt) = option_word(&arg) else {
@@ -208,8 +211,8 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
             continue;
         }
         match arity(GLOBAL_OPTIONS, opt.name) {
-            Some(Flag) => inv.args.push(arg),
-            Some(Val) => {
+            Some(Bool) => inv.args.push(arg),
+            Some(WithValue) => {
                 inv.args.push(arg.clone());
                 let value = match opt.value {
                     Some(v) => Some(OsStr::from_bytes(v).to_owned()),
@@ -263,8 +266,8 @@ fn bundle_of(words: &[OsString]) -> Result<PathBuf, String> {
             continue; // the container id
         };
         match arity(CREATE_OPTIONS, opt.name) {
-            Some(Flag) => {}
-            Some(Val) => {
+            Some(Bool) => {}
+            Some(WithValue) => {
                 let value = match opt.value {
                     Some(v) => OsStr::from_bytes(v).to_owned(),
                     None => it
@@ -304,7 +307,7 @@ pub type Edit = fn(&mut Value, &Bundle<'_>) -> Result<String, String>;
 /// notification adds its rule and `listenerPath` here.)
 pub const EDITS: &[Edit] = &[add_binds];
 
-/// What `create`/`run` did to the bundle, for the line on stderr.
+/// What `create`/`run` did to the bundle, for its line ([`Log`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Every edit succeeded; config.json now holds the result (when it
@@ -346,9 +349,10 @@ pub fn edit_bundle(bundle: &Path, mountpoint: &Path) -> Result<Outcome, Error> {
         path: path.clone(),
         source,
     };
-    let file = fs::File::open(&path).map_err(read_err)?;
+    let mut file = fs::File::open(&path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
-    let bytes = fs::read(&path).map_err(read_err)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(read_err)?;
     drop(file);
     let original: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Parse {
         path: path.clone(),
@@ -838,6 +842,7 @@ mod tests {
                 "/b",
             ),
             (&["create", "--bundle", "/a", "--", "--bundle", "/b"], "/a"),
+            (&["--root", "/r", "--", "create", "-b", "/b", "id"], "/b"),
         ] {
             let inv = edit_of(line);
             assert_eq!(inv.args, os(line), "{line:?}");
