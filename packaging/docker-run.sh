@@ -5,10 +5,11 @@
 #   packaging/docker-run.sh [docker-run-options...] IMAGE [COMMAND...]
 #   packaging/docker-run.sh            # demo: 256 MiB, 0.5 CPU, cpuset 0
 #
-# Only the -v flags matter; copy them into your own docker run / compose file.
-# They are bind mounts taken when the container starts: if proclens is
-# restarted, containers started before keep the old, dead mount (reads fail
-# with ENOTCONN) until they are restarted too.
+# Only the -v flags matter: `proclens docker-args` prints them, for your own
+# docker run or compose file. (Registering proclens-runc as a runtime in
+# /etc/docker/daemon.json does the same without flags: see the README.) If
+# proclens crashes or is restarted, the next daemon re-points these mounts in
+# running containers; reads fail with ENOTCONN only in between.
 set -euo pipefail
 
 PROCLENS_DIR=${PROCLENS_DIR:-/var/lib/proclens}
@@ -21,22 +22,8 @@ if ! head -c1 "$PROCLENS_DIR/proc/meminfo" >/dev/null 2>&1; then
     exit 1
 fi
 
-mounts=(
-    # runc allows bind mounts over exactly these /proc files (its lxcfs
-    # whitelist); :ro because the daemon serves them read-only anyway.
-    -v "$PROCLENS_DIR/proc/meminfo:/proc/meminfo:ro"
-    -v "$PROCLENS_DIR/proc/cpuinfo:/proc/cpuinfo:ro"
-    -v "$PROCLENS_DIR/proc/stat:/proc/stat:ro"
-    -v "$PROCLENS_DIR/proc/loadavg:/proc/loadavg:ro"
-    -v "$PROCLENS_DIR/proc/uptime:/proc/uptime:ro"
-    -v "$PROCLENS_DIR/proc/diskstats:/proc/diskstats:ro"
-    -v "$PROCLENS_DIR/proc/swaps:/proc/swaps:ro"
-    # The whole directory, so online/possible/present and the cpuN entries
-    # agree (glibc reads online, htop/lscpu count cpuN directories).
-    -v "$PROCLENS_DIR/sys/devices/system/cpu:/sys/devices/system/cpu:ro"
-    # iostat reads /sys/block/<disk>/stat, not /proc/diskstats.
-    -v "$PROCLENS_DIR/sys/block:/sys/block:ro"
-)
+# docker-args prints shell words (quoted when a path needs it).
+eval "mounts=($(proclens docker-args --mountpoint "$PROCLENS_DIR"))"
 
 if [ $# -eq 0 ]; then
     # Demo. getconf _NPROCESSORS_ONLN reads .../cpu/online; nproc would

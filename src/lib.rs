@@ -8,7 +8,7 @@
 //! | [`source`] | what the kernel says: cgroup files, host files, `/proc/<pid>` files |
 //! | [`render`] | pure functions: numbers in, file text out |
 //! | [`container`] | who is reading, what their container is, its state, the view that ties them |
-//! | [`integrate`] | what engines plug into: the bind list, the OCI hook |
+//! | [`integrate`] | what engines plug into: the bind list, the OCI hook, the runtime wrapper |
 //! | [`serve`] | the front ends that answer readers (the FUSE file system) and their counters |
 //! | [`lifecycle`] | the process tree: supervisor, worker, re-pointing mounts, sd_notify |
 //! | [`cli`] | the command line: arguments, `show`, `diff`, `status` |

@@ -1,6 +1,9 @@
 //! The Debian package on this very machine: `dpkg -i`, the files where they
-//! belong, `proclens --version`, `systemd-analyze verify` of the installed
-//! unit, then `dpkg -r` and `dpkg -P`, after which nothing the package
+//! belong, `proclens --version`, `/usr/bin/proclens-runc` (a link that runs
+//! as the wrapper), the engines' example settings read by their parsers
+//! (containerd's `config dump`, TOML for podman and CRI-O),
+//! `systemd-analyze verify` of the installed unit, then `dpkg -r` and
+//! `dpkg -P`, after which nothing the package
 //! installed may be left (the file lists of /usr, /etc and dpkg's and
 //! systemd's state under /var/lib are compared before and after).
 //!
@@ -9,8 +12,8 @@
 //! with its own target directory so it does not wait on the cargo lock of
 //! the `cargo test` that runs it.
 //!
-//! Needs root, dpkg, systemd-analyze, man and (without `$PROCLENS_DEB`)
-//! cargo-deb; a missing one fails the test. It refuses to run when a
+//! Needs root, dpkg, systemd-analyze, man, python3, containerd, runc and
+//! (without `$PROCLENS_DEB`) cargo-deb; a missing one fails the test. It refuses to run when a
 //! proclens package is already installed, and a guard purges the package
 //! it installed even when an assertion fails.
 
@@ -137,6 +140,9 @@ fn deb_installs_verifies_and_purges_without_a_trace() {
         "man",
         "gzip",
         "bash",
+        "python3",
+        "containerd",
+        "runc",
     ]);
     assert!(
         !installed(),
@@ -167,6 +173,14 @@ fn deb_installs_verifies_and_purges_without_a_trace() {
         "/usr/share/containers/oci/hooks.d/proclens.json",
         "/usr/share/doc/proclens/README.md",
         "/usr/share/doc/proclens/copyright",
+        "/usr/share/man/man1/proclens-runc.1.gz",
+        "/usr/share/doc/proclens/examples/docker/daemon.json",
+        "/usr/share/doc/proclens/examples/podman/containers.conf",
+        "/usr/share/doc/proclens/examples/containerd/config.toml",
+        "/usr/share/doc/proclens/examples/kubernetes/runtimeclass.yaml",
+        "/usr/share/doc/proclens/examples/crio/proclens.conf",
+        "/usr/share/doc/proclens/examples/oci/proclens.json",
+        "/usr/share/doc/proclens/examples/lxc/proclens.conf",
     ] {
         assert!(listed.contains(&want), "{want} not in dpkg -L {PKG}");
         assert!(Path::new(want).is_file(), "{want} not installed");
@@ -235,6 +249,75 @@ fn deb_installs_verifies_and_purges_without_a_trace() {
     assert_eq!(hook["hook"]["args"][1], "oci-hook");
     assert_eq!(hook["stages"], serde_json::json!(["createContainer"]));
     assert_eq!(hook["when"]["always"], true);
+
+    // --- the runtime wrapper and the engines' settings ------------------------
+    let wrapper = "/usr/bin/proclens-runc";
+    assert!(listed.contains(&wrapper), "{wrapper} not in dpkg -L {PKG}");
+    assert_eq!(
+        fs::read_link(wrapper).unwrap_or_else(|e| panic!("{wrapper} is not a symlink: {e}")),
+        Path::new("proclens"),
+        "{wrapper} links to proclens beside it"
+    );
+    let help = checked_stdout(host_command(wrapper).arg("--help"), DPKG_TIMEOUT);
+    assert!(
+        help.contains("Usage: proclens-runc") && help.contains("PROCLENS_RUNC_RUNTIME"),
+        "{wrapper} --help:\n{help}"
+    );
+    // Any other command line is runc's: through the wrapper to runc.
+    let version = checked_stdout(host_command(wrapper).arg("--version"), DPKG_TIMEOUT);
+    assert!(
+        version.starts_with("runc version"),
+        "{wrapper} --version: {version}"
+    );
+    let examples = Path::new("/usr/share/doc/proclens/examples");
+    let daemon_json: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(examples.join("docker/daemon.json")).expect("read"),
+    )
+    .expect("docker/daemon.json parses");
+    assert_eq!(daemon_json["runtimes"]["proclens"]["path"], wrapper);
+    // TOML, read by Python's tomllib (3.11): podman's and CRI-O's tables.
+    let toml = |f: &str| -> serde_json::Value {
+        let out = checked_stdout(
+            host_command("python3")
+                .args(["-c", "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))"])
+                .arg(examples.join(f)),
+            DPKG_TIMEOUT,
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    assert_eq!(
+        toml("podman/containers.conf")["engine"]["runtimes"]["proclens"],
+        serde_json::json!([wrapper])
+    );
+    let crio = &toml("crio/proclens.conf")["crio"]["runtime"]["runtimes"]["proclens"];
+    assert_eq!(crio["runtime_path"], wrapper);
+    assert_eq!(crio["runtime_type"], "oci");
+    // containerd reads its own file: `config dump` shows the merged result.
+    let dump = checked_stdout(
+        host_command("containerd")
+            .arg("--config")
+            .arg(examples.join("containerd/config.toml"))
+            .args(["config", "dump"]),
+        DPKG_TIMEOUT,
+    );
+    let section = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.proclens.options]";
+    let options = dump
+        .split(section)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {section} in containerd config dump:\n{dump}"));
+    assert_eq!(
+        options
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("BinaryName")),
+        Some(format!("BinaryName = \"{wrapper}\"").as_str()),
+        "containerd's proclens runtime runs the wrapper"
+    );
+    // The RuntimeClass names the handler containerd and CRI-O define.
+    let rc = fs::read_to_string(examples.join("kubernetes/runtimeclass.yaml")).expect("read");
+    let rc = &yaml_rust2::YamlLoader::load_from_str(&rc).expect("runtimeclass.yaml parses")[0];
+    assert_eq!(rc["kind"].as_str(), Some("RuntimeClass"));
+    assert_eq!(rc["handler"].as_str(), Some("proclens"));
 
     // --- the unit verifies against the installed binary and man page -------
     let verify = run_with_timeout(

@@ -1,9 +1,10 @@
 //! Command-line definitions.
 
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+pub use crate::integrate::binds::DEFAULT_MOUNTPOINT;
 /// Where the daemon takes containers' seccomp descriptors (sysinfo(2)).
 pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
 
@@ -101,6 +102,40 @@ pub enum Command {
     DockerArgs {
         #[command(flatten)]
         mp: MountpointArg,
+    },
+    /// OCI runtime wrapper: add the proclens binds to a container's config.json, then run runc.
+    ///
+    /// Installed as /usr/bin/proclens-runc (a link to proclens), it takes runc's
+    /// command line. For `create` and `run` it adds the proclens binds to the
+    /// bundle's config.json (--bundle/-b, else the working directory): the same
+    /// files and the same rules as `proclens oci-hook`, so nothing when the daemon
+    /// does not serve the mount or the container sets io.proclens.disable=true, and
+    /// no bind whose target would be missing or outside the rootfs. Then, for
+    /// every command, it execs the real runtime with the same arguments. It never
+    /// makes a container fail that would have started without it: any problem is
+    /// one line on stderr, and the real runtime runs with the unchanged
+    /// config.json.
+    #[command(
+        disable_help_flag = true,
+        after_help = "Settings, as options before runc's command (taken out before the exec), or
+in the environment:
+  --proclens-runtime=PATH    PROCLENS_RUNC_RUNTIME     the real runtime
+                                                       (default: runc from PATH)
+  --proclens-mountpoint=DIR  PROCLENS_RUNC_MOUNTPOINT  where the daemon serves
+                                                       (default: /var/lib/proclens)
+
+Examples (more in /usr/share/doc/proclens/examples/):
+  docker:      /etc/docker/daemon.json  {\"runtimes\": {\"proclens\": {\"path\": \"/usr/bin/proclens-runc\"}}}
+               docker run --runtime proclens ...
+  podman:      containers.conf  [engine.runtimes] proclens = [\"/usr/bin/proclens-runc\"]
+               podman run --runtime proclens ...
+  containerd:  BinaryName = \"/usr/bin/proclens-runc\" in a runc runtime's options
+               ctr run --runc-binary /usr/bin/proclens-runc ..."
+    )]
+    Runc {
+        /// runc's command line, passed on unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
     /// Print the volumes: and volumeMounts: YAML for a Kubernetes pod.
     #[command(after_help = "Example:\n  proclens k8s-volumes > proclens-volumes.yaml")]

@@ -90,8 +90,25 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Runc { args } => runc_wrapper(args),
         Command::Generate { what } => generate(what),
     }
+}
+
+/// `proclens-runc ARGS` (the binary under that name) or `proclens runc
+/// ARGS`: the runtime wrapper, which ends by exec'ing the real runtime.
+/// `--help` alone shows the wrapper's own help; runc's is `runc --help`.
+pub fn runc_wrapper(args: Vec<std::ffi::OsString>) -> ! {
+    if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        if let Some(sub) = cmd.find_subcommand_mut("runc") {
+            let sub = sub.clone().name(crate::integrate::runc::NAME);
+            print!("{}", sub.clone().render_long_help());
+            std::process::exit(0);
+        }
+    }
+    crate::integrate::runc::run(args)
 }
 
 /// Writes the man pages or a completion script from the clap definitions.

@@ -7,6 +7,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// Where the daemon serves unless told otherwise (`proclens mount`, the
+/// unit, and every helper's default).
+pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+
 /// Whether a bind is one file or a whole directory (Kubernetes `hostPath`
 /// types, LXC `create=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +139,9 @@ pub fn k8s_volumes(mountpoint: &Path) -> String {
     out
 }
 
-/// `lxc.mount.entry` lines (targets relative to the container's rootfs).
+/// `lxc.mount.entry` lines (targets relative to the container's rootfs;
+/// `optional`, so that a container starts with the kernel's files when the
+/// daemon does not serve, as with the OCI hook).
 pub fn lxc_entries(mountpoint: &Path) -> String {
     let mut out = String::new();
     for b in &BINDS {
@@ -145,7 +151,7 @@ pub fn lxc_entries(mountpoint: &Path) -> String {
         };
         let _ = writeln!(
             out,
-            "lxc.mount.entry = {} {} none bind,ro,create={create} 0 0",
+            "lxc.mount.entry = {} {} none bind,ro,optional,create={create} 0 0",
             src(mountpoint, b),
             b.target.trim_start_matches('/')
         );

@@ -1,6 +1,10 @@
-//! What container engines plug into: the one list of binds (`binds`) and
-//! the helpers built on it (the OCI hook, `ocihook`). Runs in the engine's
-//! processes, never in the daemon; knows the mount only as a path.
+//! What container engines plug into: the one list of binds (`binds`), when
+//! proclens stays out of a container (`skip`), and the helpers built on
+//! them: the OCI hook (`ocihook`) and the runtime wrapper `proclens-runc`
+//! (`runc`). Runs in the engine's processes, never in the daemon; knows the
+//! mount only as a path.
 
 pub mod binds;
 pub mod ocihook;
+pub mod runc;
+pub mod skip;

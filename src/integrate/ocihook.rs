@@ -14,23 +14,18 @@
 //! It never stops a container from starting for proclens' sake: when the
 //! daemon does not serve the mount, when the container opts out with the
 //! annotation `io.proclens.disable=true`, or when a target is missing in
-//! the rootfs, it logs one line on stderr and exits 0, and the container
+//! the rootfs (the rules of `super::skip`, which the runtime wrapper
+//! shares), it logs one line on stderr and exits 0, and the container
 //! keeps the kernel's files. Only unreadable input (no state, no bundle, no
 //! config.json) is an error.
 
 use super::binds::{Kind, BINDS};
+use super::skip::{self, DISABLE_ANNOTATION};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// The annotation that turns the hook off for one container.
-pub const DISABLE_ANNOTATION: &str = "io.proclens.disable";
-
-/// statfs(2) f_type of a FUSE mount (include/uapi/linux/magic.h).
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
 #[derive(Debug, Deserialize)]
 struct State {
@@ -62,56 +57,6 @@ pub enum Outcome {
     },
     OptedOut,
     NotServing(String),
-}
-
-fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "true" | "1" | "yes" | "on"
-    )
-}
-
-/// Whether the daemon serves `mp`: a FUSE mount whose `proc/meminfo`
-/// answers a stat within 2 s. Asked from a thread so a hung daemon cannot
-/// hang container creation (the thread is left behind; the hook exits).
-fn probe(mp: &Path) -> std::result::Result<(), String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = mp.to_owned();
-    std::thread::spawn(move || {
-        let res = (|| {
-            let st = nix::sys::statfs::statfs(&p).map_err(|e| format!("statfs: {e}"))?;
-            if st.filesystem_type().0 as i64 != FUSE_SUPER_MAGIC {
-                return Err("not a FUSE mount (is proclens.service running?)".to_owned());
-            }
-            std::fs::metadata(p.join("proc/meminfo"))
-                .map(|_| ())
-                .map_err(|e| format!("proc/meminfo: {e}"))
-        })();
-        let _ = tx.send(res);
-    });
-    match rx.recv_timeout(Duration::from_secs(2)) {
-        Ok(r) => r,
-        Err(_) => Err("the daemon does not answer within 2 s".to_owned()),
-    }
-}
-
-/// Resolves `rel` (absolute in the container) below `rootfs` without
-/// leaving it: the existing target's canonical path must stay inside the
-/// canonical rootfs (a symlink in an image must not redirect a bind to a
-/// host path).
-fn target_in(rootfs: &Path, rel: &str) -> std::result::Result<PathBuf, String> {
-    let joined = rootfs.join(rel.trim_start_matches('/'));
-    let real = joined
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", joined.display()))?;
-    if !real.starts_with(rootfs) {
-        return Err(format!(
-            "{} resolves to {}, outside the rootfs",
-            joined.display(),
-            real.display()
-        ));
-    }
-    Ok(real)
 }
 
 fn bind(src: &Path, dst: &Path) -> nix::Result<()> {
@@ -152,12 +97,11 @@ pub fn run_with_state(state: &str, mountpoint: &Path) -> Result<Outcome> {
     )
     .with_context(|| format!("parsing {}", cfg_path.display()))?;
 
-    let opted_out = st
+    let annotation = st
         .annotations
         .get(DISABLE_ANNOTATION)
-        .or_else(|| cfg.annotations.get(DISABLE_ANNOTATION))
-        .is_some_and(|v| truthy(v));
-    if opted_out {
+        .or_else(|| cfg.annotations.get(DISABLE_ANNOTATION));
+    if skip::opts_out(annotation.map(String::as_str)) {
         return Ok(Outcome::OptedOut);
     }
     let Some(root) = cfg.root else {
@@ -168,7 +112,7 @@ pub fn run_with_state(state: &str, mountpoint: &Path) -> Result<Outcome> {
         .canonicalize()
         .with_context(|| format!("resolving the rootfs {}", rootfs.display()))?;
 
-    if let Err(why) = probe(mountpoint) {
+    if let Err(why) = skip::probe(mountpoint) {
         return Ok(Outcome::NotServing(why));
     }
 
@@ -176,7 +120,7 @@ pub fn run_with_state(state: &str, mountpoint: &Path) -> Result<Outcome> {
     let mut skipped = Vec::new();
     for b in &BINDS {
         let src = mountpoint.join(b.source);
-        let dst = match target_in(&rootfs, b.target) {
+        let dst = match skip::target_in(&rootfs, b.target) {
             Ok(d) => d,
             Err(e) => {
                 skipped.push((b.target, e));
@@ -296,22 +240,5 @@ mod tests {
         assert!(run_with_state(r#"{"id":"x"}"#, Path::new("/x")).is_err());
         let b = bundle_with("not json");
         assert!(run_with_state(&state(b.path(), "{}"), Path::new("/x")).is_err());
-    }
-
-    #[test]
-    fn targets_stay_in_the_rootfs() {
-        let root = tempfile::tempdir().expect("tempdir");
-        let rootfs = root.path().canonicalize().expect("canon");
-        std::fs::create_dir_all(rootfs.join("proc")).expect("mkdir");
-        std::fs::write(rootfs.join("proc/meminfo"), "").expect("write");
-        std::os::unix::fs::symlink("/etc", rootfs.join("sys")).expect("symlink");
-        assert_eq!(
-            target_in(&rootfs, "/proc/meminfo").expect("inside"),
-            rootfs.join("proc/meminfo")
-        );
-        let e = target_in(&rootfs, "/sys/block").expect_err("missing or outside");
-        assert!(e.contains("outside") || e.contains("No such file"), "{e}");
-        let e = target_in(&rootfs, "/sys").expect_err("outside");
-        assert!(e.contains("outside the rootfs"), "{e}");
     }
 }

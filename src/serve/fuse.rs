@@ -19,8 +19,8 @@ use crate::container::VFile;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, IoctlFlags, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyWrite,
-    ReplyXattr, Request, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen,
+    ReplyWrite, ReplyXattr, Request, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -767,6 +767,24 @@ impl Filesystem for ProcLens {
         reply: ReplyIoctl,
     ) {
         reply.error(Errno::ENOTTY);
+    }
+
+    /// lseek(2) with SEEK_DATA or SEEK_HOLE (whence 3, 4; coreutils `cp`
+    /// asks): ENOSYS makes the kernel stop asking (fs/fuse/file.c,
+    /// fuse_lseek sets `no_lseek`) and answer from the file size itself,
+    /// which is right for files without holes (data up to the size, the
+    /// one hole at it). fuser's default answers the same, with a warning
+    /// in the log. Plain SEEK_SET/CUR/END never reach the daemon.
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     /// access(2): nothing here is writable; everything else is as the mode

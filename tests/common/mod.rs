@@ -1240,34 +1240,12 @@ impl<'d> Container<'d> {
 
     /// Like [`Container::in_cgroups`], with the launcher in cgroup `rel`.
     fn in_cgroup(&self, rel: &str, launcher: &str) -> Command {
-        let procs: Vec<CString> = self
-            .procs_files(rel)
+        let dirs: Vec<PathBuf> = self
+            .hierarchies()
             .iter()
-            .map(|path| CString::new(path.as_os_str().as_bytes()).expect("no NUL in path"))
+            .map(|root| root.join(rel.trim_start_matches('/')))
             .collect();
-        let mut cmd = host_command(tool(launcher));
-        // SAFETY: the closure runs between fork and exec, so it only calls
-        // async-signal-safe functions (open/write/close, errno) on data
-        // allocated before the fork. Writing "0" to a v1 or v2 cgroup.procs
-        // moves the writing process itself.
-        unsafe {
-            cmd.pre_exec(move || {
-                for path in &procs {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    let err = io::Error::last_os_error();
-                    libc::close(fd);
-                    if n != 1 {
-                        return Err(err);
-                    }
-                }
-                Ok(())
-            });
-        }
-        cmd
+        command_in_cgroups(tool(launcher), &dirs)
     }
 
     fn instance(&self, argv: &[&str], script: &str) -> Command {
@@ -1386,6 +1364,41 @@ impl<'d> Container<'d> {
     }
 }
 
+/// A host command for `program` that is exec'd already inside the cgroups
+/// `dirs` (one per hierarchy), so nothing it starts runs outside them.
+pub fn command_in_cgroups(program: impl AsRef<std::ffi::OsStr>, dirs: &[PathBuf]) -> Command {
+    let procs: Vec<CString> = dirs
+        .iter()
+        .map(|d| {
+            let path = d.join("cgroup.procs");
+            CString::new(path.as_os_str().as_bytes()).expect("no NUL in path")
+        })
+        .collect();
+    let mut cmd = host_command(program);
+    // SAFETY: the closure runs between fork and exec, so it only calls
+    // async-signal-safe functions (open/write/close, errno) on data
+    // allocated before the fork. Writing "0" to a v1 or v2 cgroup.procs
+    // moves the writing process itself.
+    unsafe {
+        cmd.pre_exec(move || {
+            for path in &procs {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if n != 1 {
+                    return Err(err);
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 impl Drop for Container<'_> {
     fn drop(&mut self) {
         for dir in self.tops.iter().rev() {
@@ -1448,7 +1461,7 @@ fn kill_if_member(dir: &Path, pid: i32) {
 
 /// Kills whatever runs in `dir` (children first) and removes it. Never
 /// panics: this runs in Drop, possibly while a test is already failing.
-fn remove_cgroup(dir: &Path) {
+pub fn remove_cgroup(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -28,6 +28,15 @@ echo 256M > /sys/block/zram0/disksize || fail "zram0 disksize"
 mkswap /dev/zram0 > /dev/null || fail "mkswap /dev/zram0"
 swapon /dev/zram0 || fail "swapon /dev/zram0"
 
+# The container engines (tests/engines): dockerd writes /etc/docker/key.json
+# whatever its options say, and /etc is the host's, read-only here; podman
+# keeps its locks in POSIX shared memory.
+if [ -d /etc/docker ]; then
+  mount -t tmpfs -o size=1m,mode=755 tmpfs /etc/docker || fail "tmpfs on /etc/docker"
+fi
+mkdir -p /dev/shm
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "tmpfs on /dev/shm"
+
 # Terminals for tmux (htop is driven in one): the guest's devtmpfs has no
 # devpts mounted.
 mkdir -p /dev/pts
@@ -40,6 +49,10 @@ echo "guest: kernel $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2 " kB
   "swap $(awk 'NR > 1 {print $1 " " $3 " kB"}' /proc/swaps)"
 
 export PROCLENS_E2E_CGROUP=v2 PROCLENS_E2E_REQUIRE_SWAP=1 PROCLENS_E2E_REPORT=/vm/report.txt
+# tests/engines: docker through proclens-runc and podman through the hook on
+# pure v2 (under TCG each container start takes most of a minute; the host
+# runs every case).
+export PROCLENS_ENGINES=docker,podman-hook
 export RUST_BACKTRACE=1
 read -r DAEMON < /vm/daemon || DAEMON=
 if [ -n "$DAEMON" ]; then

@@ -35,7 +35,8 @@ MEM_MB=${PROCLENS_VM_MEM_MB:-2048}
 DISK_MB=${PROCLENS_VM_DISK_MB:-512}
 # Kernel modules the guest loads in stage 1, in dependency order: FUSE, virtio
 # and 9p for the root, virtio_blk + ext4 (crc32c for its metadata checksums)
-# for the scratch disk, zram for swap.
+# for the scratch disk, zram for swap, overlayfs for the container engines'
+# image layers (tests/engines).
 MODULES=(
   fs/fuse/fuse
   drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
@@ -44,6 +45,7 @@ MODULES=(
   drivers/block/virtio_blk
   crypto/crc32c_generic lib/crc16 fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4
   mm/zsmalloc drivers/block/zram/zram
+  fs/overlayfs/overlay
 )
 
 die() {

@@ -1,0 +1,347 @@
+//! What each container must show, against the limits and the kernel's
+//! counters read on the host.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::common::{free_mem_total, host_online_cpus, meminfo_kb, read};
+use crate::engine::{Running, Spec};
+use crate::kernel::{self, start_time, Cgroup};
+
+pub const WRITE_MIB: u64 = 16;
+
+/// One started case.
+pub struct Case<'a> {
+    pub name: &'static str,
+    /// The cgroup parent its engine was given.
+    pub parent: String,
+    pub c: Box<dyn Running + 'a>,
+    /// Host instants around the exec that started the busy loops, and
+    /// the load averages it read just before.
+    pub loops: Option<(Instant, Instant, [f64; 3])>,
+}
+
+impl Case<'_> {
+    fn cgroup(&self) -> Cgroup {
+        Cgroup::of(self.c.init_pid(), &self.parent)
+    }
+}
+
+/// The probe every container runs: `=== name` starts each section.
+const PROBE: &str = "echo '=== free -b'; free -b; echo '=== free -m'; free -m; \
+    echo '=== top'; top -bn1 | head -n 5; \
+    echo '=== /proc/uptime'; cat /proc/uptime; echo '=== uptime'; uptime; \
+    echo '=== getconf'; getconf _NPROCESSORS_ONLN; \
+    echo '=== online'; cat /sys/devices/system/cpu/online; \
+    echo '=== fuse mounts'; grep -c ' - fuse' /proc/self/mountinfo || true; \
+    echo '=== cp'; cp /proc/meminfo /tmp/proclens-meminfo && head -n 1 /tmp/proclens-meminfo; \
+    rm -f /tmp/proclens-meminfo";
+
+/// `MemTotal:  N kB` -> N.
+fn mem_total_kb(line: &str) -> Option<u64> {
+    meminfo_kb(line, "MemTotal")
+}
+
+fn sections(out: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut cur: Option<String> = None;
+    for line in out.lines() {
+        if let Some(name) = line.strip_prefix("=== ") {
+            cur = Some(name.to_owned());
+            map.insert(name.to_owned(), String::new());
+        } else if let Some(c) = &cur {
+            let body: &mut String = map.get_mut(c).expect("section");
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    map
+}
+
+fn section<'a>(s: &'a BTreeMap<String, String>, name: &str) -> &'a str {
+    s.get(name)
+        .unwrap_or_else(|| panic!("no section {name} in {s:?}"))
+}
+
+/// `MiB Mem :    256.0 total, ...` from top's header.
+fn top_mem_total_mib(top: &str) -> f64 {
+    top.lines()
+        .find_map(|l| l.strip_prefix("MiB Mem :"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no `MiB Mem :` total in top's header:\n{top}"))
+}
+
+/// procps `uptime`: `... up 0 min, ...` -> minutes (under an hour).
+fn uptime_minutes(text: &str) -> Option<u64> {
+    let rest = text.split(" up ").nth(1)?;
+    let (n, unit) = rest.split_once(' ')?;
+    unit.starts_with("min").then(|| n.parse().ok())?
+}
+
+/// The host's view, to show each check can tell the two apart.
+pub struct HostView {
+    mem_total: u64,
+    online: String,
+    cpus: usize,
+}
+
+impl HostView {
+    pub fn now() -> HostView {
+        let meminfo = read("/proc/meminfo");
+        HostView {
+            mem_total: meminfo_kb(&meminfo, "MemTotal").expect("MemTotal") * 1024,
+            online: read("/sys/devices/system/cpu/online").trim().to_owned(),
+            cpus: host_online_cpus().len(),
+        }
+    }
+}
+
+/// Phase 1 of a case: the tools inside against the limits and the
+/// kernel's counters. Returns the probe's output, for the log.
+pub fn check_tools(case: &Case<'_>, spec: &Spec, host: &HostView) -> String {
+    let cg = case.cgroup();
+    let init = case.c.init_pid();
+    let started = start_time(init);
+    let before = kernel::host_uptime();
+    let out = case.c.sh(PROBE);
+    let after = kernel::host_uptime();
+    let s = sections(&out);
+
+    let limit = cg
+        .memory_limit()
+        .expect("the container's cgroup has a memory limit");
+    assert_eq!(
+        limit, spec.memory,
+        "the engine set the memory limit the test asked for"
+    );
+    assert_ne!(
+        host.mem_total, limit,
+        "setup: the host's memory must differ from the limit"
+    );
+    let free = free_mem_total(section(&s, "free -b"));
+    assert_eq!(
+        free, limit,
+        "free -b total vs the cgroup's memory limit:\n{out}"
+    );
+    let top = top_mem_total_mib(section(&s, "top"));
+    assert_eq!(
+        top,
+        (limit / 1024 / 1024) as f64,
+        "top's MiB Mem total:\n{out}"
+    );
+
+    let up = crate::common::uptime_secs(section(&s, "/proc/uptime"));
+    let (lo, hi) = (before - started - 0.05, after - started + 0.05);
+    assert!(
+        (lo..=hi).contains(&up),
+        "/proc/uptime inside says {up:.2} s; the container's init started {:.2} s after boot, \
+         so it must be {lo:.2}..{hi:.2} (the host's own is {after:.2}):\n{out}",
+        started
+    );
+    let minutes = uptime_minutes(section(&s, "uptime"));
+    assert!(
+        minutes == Some((up / 60.0) as u64) || minutes == Some((up / 60.0) as u64 + 1),
+        "procps uptime should say `up {} min`:\n{out}",
+        (up / 60.0) as u64
+    );
+
+    let n = cg.visible_cpus();
+    assert!(
+        host.cpus > n,
+        "setup: the host ({} CPUs) must have more than the container ({n})",
+        host.cpus
+    );
+    assert_eq!(n, 1, "the kernel: a one-CPU cpuset and half a CPU of quota");
+    let getconf: usize = section(&s, "getconf")
+        .trim()
+        .parse()
+        .expect("getconf prints a number");
+    assert_eq!(getconf, n, "getconf _NPROCESSORS_ONLN:\n{out}");
+    assert_eq!(
+        section(&s, "online").trim(),
+        "0",
+        "cpu/online (the host's is {}):\n{out}",
+        host.online
+    );
+    assert_eq!(
+        section(&s, "fuse mounts").trim(),
+        "9",
+        "one FUSE bind per proclens file:\n{out}"
+    );
+    // cp(1) asks SEEK_DATA/SEEK_HOLE of a file whose st_blocks is 0: the
+    // whole file must come through, and the daemon must not warn about it.
+    assert_eq!(
+        mem_total_kb(section(&s, "cp")),
+        Some(limit / 1024),
+        "MemTotal of a cp of /proc/meminfo:\n{out}"
+    );
+    out
+}
+
+/// `iostat -d -k` output: the `kB_wrtn` column of `disk`'s row.
+fn iostat_kb_written(out: &str, disk: &str) -> f64 {
+    let mut header: Option<Vec<&str>> = None;
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first() == Some(&"Device") || f.first() == Some(&"Device:") {
+            header = Some(f);
+        } else if let (Some(h), Some(&name)) = (&header, f.first()) {
+            if name == disk {
+                let col = h
+                    .iter()
+                    .position(|c| *c == "kB_wrtn")
+                    .unwrap_or_else(|| panic!("no kB_wrtn column in iostat:\n{out}"));
+                return f[col]
+                    .parse()
+                    .unwrap_or_else(|_| panic!("kB_wrtn of {disk}:\n{out}"));
+            }
+        }
+    }
+    panic!("no {disk} row in iostat -d -k:\n{out}");
+}
+
+/// Phase 1, I/O: a direct write inside, then `iostat`, against the
+/// cgroup's own byte counter and the bytes written.
+pub fn check_iostat(case: &Case<'_>, spec: &Spec) -> String {
+    let disk = &spec.disk.name;
+    let out = case.c.sh(&format!(
+        "dd if=/dev/zero of=/tmp/proclens-dd bs=1M count={WRITE_MIB} oflag=direct 2>/dev/null \
+         && rm -f /tmp/proclens-dd && iostat -d -k {disk}"
+    ));
+    let kb = iostat_kb_written(&out, disk);
+    let counted = case.cgroup().written_bytes(&spec.disk) as f64 / 1024.0;
+    let written = (WRITE_MIB * 1024) as f64;
+    assert!(
+        counted >= written,
+        "the kernel counted {counted} kB written by the container's cgroup to {disk}, less than \
+         the {written} kB dd wrote (is the throttle rule that makes v1 account it missing?)"
+    );
+    assert!(
+        (kb - counted).abs() <= counted * 0.01 + 4.0,
+        "iostat inside says kB_wrtn {kb} for {disk}; the container's cgroup counted {counted} kB:\n{out}"
+    );
+    assert!(
+        kb <= written * 1.01 + 64.0,
+        "iostat inside says kB_wrtn {kb}: more than the container's {written} kB (the host's?):\n{out}"
+    );
+    out
+}
+
+/// kernel/sched/loadavg.c: EXP_1, EXP_5, EXP_15 over FIXED_1 = 2048.
+const EXPS: [f64; 3] = [1884.0 / 2048.0, 2014.0 / 2048.0, 2037.0 / 2048.0];
+
+/// The averages after `k` 5-s samples of `n` always-runnable tasks,
+/// starting from `from` (kernel/sched/loadavg.c, calc_load: each sample
+/// moves the average by (1 - exp) towards n).
+fn load_formula(from: [f64; 3], n: usize, k: u64) -> [f64; 3] {
+    let mut out = [0.0; 3];
+    for i in 0..3 {
+        let e = EXPS[i].powi(k as i32);
+        out[i] = from[i] * e + n as f64 * (1.0 - e);
+    }
+    out
+}
+
+pub fn load_fields(text: &str) -> [f64; 3] {
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .take(3)
+        .map(|v| v.parse().unwrap_or(f64::NAN))
+        .collect();
+    assert!(
+        f.len() == 3 && f.iter().all(|x| x.is_finite()),
+        "not a loadavg: {text:?}"
+    );
+    [f[0], f[1], f[2]]
+}
+
+/// `sh -c script` in the container through nsenter ([`kernel::nsexec`]),
+/// asserting success; its stdout.
+pub fn nsexec_ok(case: &Case<'_>, script: &str) -> String {
+    let out = kernel::nsexec(case.c.init_pid(), script);
+    assert!(
+        out.status.success(),
+        "`{script}` in {} (nsenter) failed with {}: {}",
+        case.name,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Phase 4: `/proc/loadavg` inside after the window, against the
+/// formula for two tasks over the samples the daemon's 5-s sampler can
+/// have taken meanwhile (its phase is its own: floor(t/5) or one more).
+pub fn check_load(case: &Case<'_>) -> String {
+    let (lo0, hi0, from) = case.loops.expect("busy loops started");
+    let tasks = case.cgroup().tasks();
+    let running = tasks.iter().filter(|(_, s, _)| *s == 'R').count();
+    let t = Instant::now();
+    let out = nsexec_ok(case, "cat /proc/loadavg");
+    let (lo, hi) = (
+        t.duration_since(hi0).as_secs_f64(),
+        t.elapsed().as_secs_f64() + t.duration_since(lo0).as_secs_f64(),
+    );
+    assert!(
+        running >= 2,
+        "the kernel shows {running} runnable tasks, not the two busy loops"
+    );
+    let seen = load_fields(&out);
+    let ks = (lo / 5.0).floor() as u64..=(hi / 5.0).floor() as u64 + 1;
+    let best = ks
+        .clone()
+        .map(|k| {
+            let f = load_formula(from, 2, k);
+            let err = (0..3).map(|i| (seen[i] - f[i]).abs()).fold(0.0, f64::max);
+            (k, f, err)
+        })
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .expect("a candidate");
+    let line = format!(
+        "/proc/loadavg {} after {lo:.1}..{hi:.1} s of 2 busy loops (from {:.2} {:.2} {:.2}); \
+         formula (k={} of {ks:?}) {:.2} {:.2} {:.2}",
+        out.trim(),
+        from[0],
+        from[1],
+        from[2],
+        best.0,
+        best.1[0],
+        best.1[1],
+        best.1[2]
+    );
+    assert!(
+        best.2 <= 0.15,
+        "load average off the kernel's formula by {:.3}: {line}\nits cgroup's tasks now \
+         (tid, state, comm): {tasks:?}",
+        best.2
+    );
+    line
+}
+
+/// The skip paths: the container starts, and sees the kernel's files.
+pub fn check_kernel_files(c: &dyn Running, host: &HostView, disk: &str) -> String {
+    let out = c.sh(&format!("{PROBE}; echo '=== iostat'; iostat -d -k {disk}"));
+    let s = sections(&out);
+    assert_eq!(
+        free_mem_total(section(&s, "free -b")),
+        host.mem_total,
+        "free -b shows the host's memory (the kernel's /proc/meminfo):\n{out}"
+    );
+    assert_eq!(
+        section(&s, "online").trim(),
+        host.online,
+        "the kernel's cpu/online:\n{out}"
+    );
+    assert_eq!(
+        section(&s, "fuse mounts").trim(),
+        "0",
+        "no proclens mount:\n{out}"
+    );
+    assert_eq!(
+        mem_total_kb(section(&s, "cp")).map(|kb| kb * 1024),
+        Some(host.mem_total),
+        "MemTotal of a cp of /proc/meminfo:\n{out}"
+    );
+    out
+}
