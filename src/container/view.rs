@@ -5,7 +5,7 @@
 //! hands it a pid and gets bytes back.
 
 use super::caller::{self, Caller, Resolver};
-use super::cputime::{Account, Sample};
+use super::cputime::{Account, Sample, Waits};
 use super::loadavg::Tracker;
 use super::vfile::VFile;
 use crate::render::{self, meminfo, RenderError};
@@ -54,6 +54,15 @@ impl Default for Options {
 /// CPU time to reading the lines, so samples apply in the order they were
 /// taken and every reader sees counters at least as large as the last.
 type AccountSlot = Arc<Mutex<Account>>;
+
+/// What one sample of a container's CPU account is made of.
+#[derive(Debug)]
+struct CpuRead {
+    usage: cgroup::CpuUsage,
+    tasks: Option<proc::TaskSample>,
+    throttled: u64,
+    now: u64,
+}
 
 /// How often the same failure is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -302,23 +311,20 @@ impl Views {
             }
             VFile::Stat => {
                 let host = self.host.read("/proc/stat")?;
-                let Some(lines) = self.account(c, |a| a.times(self.ticks))? else {
+                let Some((lines, tasks)) = self.account(c, |a| a.times(self.ticks))? else {
                     return Ok(host);
                 };
-                let (running, blocked) = match p.tasks_dir() {
-                    // The root cgroup holds every task: the host's counts are its counts.
-                    Some(d) if !d.is_root() => {
-                        let (r, b, _) = self.task_states(p, c.pid)?;
-                        (Some(r), Some(b))
-                    }
-                    _ => (None, None),
+                // The root cgroup holds every task: the host's counts are its counts.
+                let (running, blocked) = match tasks {
+                    Some(t) => (Some(t.running), Some(t.blocked)),
+                    None => (None, None),
                 };
                 render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
             }
             VFile::Uptime => {
                 let now = host::boottime_ns();
                 let start = self.ticks_to_ns(c.init_start);
-                let Some(idle) = self.account(c, Account::idle_ns)? else {
+                let Some((idle, _)) = self.account(c, Account::idle_ns)? else {
                     return Ok(self.host.read("/proc/uptime")?);
                 };
                 render::uptime::render(now.saturating_sub(start), idle)
@@ -409,9 +415,15 @@ impl Views {
         ticks.saturating_mul(1_000_000_000 / self.ticks.max(1))
     }
 
-    /// Advances the caller's CPU account to now and reads it with `f`.
-    /// `None` when the cgroup has no CPU accounting at all.
-    fn account<T>(&self, c: &Caller, f: impl FnOnce(&Account) -> T) -> Result<Option<T>, Error> {
+    /// Advances the caller's CPU account to now and reads it with `f`; also
+    /// gives the sample of the container's tasks taken for it (`None` for
+    /// the root cgroup, whose tasks are the host's). `None` when the cgroup
+    /// has no CPU accounting at all.
+    fn account<T>(
+        &self,
+        c: &Caller,
+        f: impl FnOnce(&Account) -> T,
+    ) -> Result<Option<(T, Option<proc::TaskSample>)>, Error> {
         let p = &c.placement;
         let Some(dir) = p
             .get(cgroup::Controller::Cpuacct)
@@ -430,28 +442,57 @@ impl Views {
                 .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
             accounts.get(&key).cloned()
         };
-        let read = || -> Result<Option<(cgroup::CpuUsage, u64)>, Error> {
-            Ok(self.cgroups.cpu_usage(p)?.map(|u| (u, host::boottime_ns())))
-        };
-        fn sample<'a>(usage: &'a cgroup::CpuUsage, now: u64, cpu: &'a CpuView) -> Sample<'a> {
-            Sample {
-                now,
+        // Everything one sample says, read now: the CPU time, the tasks and
+        // their waits for a CPU (not for the host, whose tasks are everyone's),
+        // the throttling, then the clock.
+        let read = || -> Result<Option<CpuRead>, Error> {
+            let Some(usage) = self.cgroups.cpu_usage(p)? else {
+                return Ok(None);
+            };
+            let tasks = match p.tasks_dir().filter(|d| !d.is_root()) {
+                Some(d) => Some(
+                    self.tasks
+                        .sample(&self.cgroups.tasks(d)?, c.pid, !dir.is_root()),
+                ),
+                None => None,
+            };
+            let throttled = self.cgroups.throttled(p)?;
+            Ok(Some(CpuRead {
                 usage,
+                tasks,
+                throttled,
+                now: host::boottime_ns(),
+            }))
+        };
+        let ns_per_tick = self.ticks_to_ns(1);
+        fn sample<'a>(r: &'a CpuRead, cpu: &'a CpuView, ns_per_tick: u64) -> Sample<'a> {
+            Sample {
+                now: r.now,
+                usage: &r.usage,
                 visible: &cpu.visible,
                 rate: cpu.rate,
+                waits: r
+                    .tasks
+                    .as_ref()
+                    .and_then(|t| t.waits.as_deref())
+                    .map(|tasks| Waits {
+                        tasks,
+                        throttled: r.throttled,
+                        ns_per_tick,
+                    }),
             }
         }
         if let Some(slot) = slot {
             let mut a = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let Some((usage, now)) = read()? else {
+            let Some(r) = read()? else {
                 return Ok(None);
             };
             if !self.frozen.load(Ordering::SeqCst) {
-                a.advance(&sample(&usage, now, &cpu));
+                a.advance(&sample(&r, &cpu, ns_per_tick));
             }
-            return Ok(Some(f(&a)));
+            return Ok(Some((f(&a), r.tasks)));
         }
-        let Some((usage, now)) = read()? else {
+        let Some(r) = read()? else {
             return Ok(None);
         };
         let start = self.ticks_to_ns(c.init_start);
@@ -463,12 +504,15 @@ impl Views {
             accounts
                 .entry(key)
                 .or_insert_with(|| {
-                    Arc::new(Mutex::new(Account::new(start, &sample(&usage, now, &cpu))))
+                    Arc::new(Mutex::new(Account::new(
+                        start,
+                        &sample(&r, &cpu, ns_per_tick),
+                    )))
                 })
                 .clone()
         };
         let a = slot.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Some(f(&a)))
+        Ok(Some((f(&a), r.tasks)))
     }
 
     /// (running, blocked, total) tasks of the container, from each task's
