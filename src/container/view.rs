@@ -36,6 +36,11 @@ pub enum Error {
     },
     #[error("renderer panicked: {0}")]
     Panic(String),
+    #[error("opening {path} for a trigger: {error}")]
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -347,6 +352,49 @@ impl Views {
                 };
                 render::loadavg::render(avg, running, total, &last_pid)
             }
+            VFile::Vmstat => {
+                let host = self.host.read("/proc/vmstat")?;
+                let Some((mem, counters)) = self.cgroups.memory_counters(p)? else {
+                    return Ok(host);
+                };
+                let meminfo = self.host.read("/proc/meminfo")?;
+                let io = self.cgroups.io(p)?;
+                // The PMD size (2 MiB on x86-64) where the kernel says.
+                let thp_size = self
+                    .host
+                    .read_opt("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")?
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(2 << 20);
+                render::vmstat::render(
+                    &host,
+                    &render::vmstat::Inputs {
+                        meminfo: &meminfo,
+                        mem: &mem,
+                        counters: &counters,
+                        io: io.as_ref(),
+                        page_size: host::page_size(),
+                        thp_size,
+                    },
+                )
+                .map_err(rerr)?
+            }
+            VFile::PressureCpu | VFile::PressureMemory | VFile::PressureIo => {
+                let r = file.pressure().ok_or_else(|| {
+                    rerr(render::RenderError(format!(
+                        "{file:?} is not a pressure file"
+                    )))
+                })?;
+                let own = match self.pressure_dir(c) {
+                    Some(d) => self.cgroups.pressure(&d, r)?,
+                    None => None,
+                };
+                match own {
+                    Some(text) => render::pressure::render(&text).map_err(rerr)?,
+                    // No cgroup of its own in the unified hierarchy, or no
+                    // PSI there: the host's, as its own /proc would show.
+                    None => self.host.read(r.proc_path())?,
+                }
+            }
             VFile::Diskstats => {
                 let host = self.host.read("/proc/diskstats")?;
                 match self.cgroups.io(p)? {
@@ -409,6 +457,67 @@ impl Views {
             freeswap: swap_free * 1024,
             procs,
         }))
+    }
+
+    /// Where `c`'s pressure stalls are: its container's cgroup in the
+    /// unified hierarchy; `None` for the root cgroup (the host) and where
+    /// there is none (the host's files are then what it reads).
+    fn pressure_dir(&self, c: &Caller) -> Option<Dir> {
+        self.cgroups.unified(&c.container).filter(|d| !d.is_root())
+    }
+
+    /// Opens, for a PSI trigger of the reader `pid`, the file its reads of
+    /// `r` come from: its container's `<res>.pressure`, else the host's
+    /// `/proc/pressure/<res>` (the same fallback as reads), read-write. The
+    /// kernel gives a trigger its opener's privileges (psi_trigger_create
+    /// checks CAP_SYS_RESOURCE in the file's credentials: since 6.5 windows
+    /// that are not multiples of 2 s need it, before that any write-open of
+    /// a pressure file did), so this thread opens it with CAP_SYS_RESOURCE
+    /// effective exactly when `privileged` (the reader has it). Returns the
+    /// file and a key naming the container, for counting its triggers.
+    pub fn open_pressure(
+        &self,
+        r: cgroup::Resource,
+        pid: u32,
+        privileged: bool,
+    ) -> Result<(std::fs::File, String), Error> {
+        let c = self.caller(pid)?;
+        let (path, key) = match self.pressure_dir(&c) {
+            Some(d) if d.path.join(r.cgroup_file()).exists() => {
+                let key = d.path.to_string_lossy().into_owned();
+                (d.path.join(r.cgroup_file()), key)
+            }
+            _ => (
+                self.host.root().join(r.proc_path().trim_start_matches('/')),
+                "host".to_owned(),
+            ),
+        };
+        let open = || {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+        };
+        let file = match crate::source::caps::with_effective(
+            crate::source::caps::CAP_SYS_RESOURCE,
+            privileged,
+            open,
+        ) {
+            Ok(f) => f,
+            // Not in our permitted set (a daemon started without it): the
+            // kernel decides as for an unprivileged opener.
+            Err(e) => {
+                log::debug!("CAP_SYS_RESOURCE for a trigger of pid {pid}: {e}");
+                open()
+            }
+        }
+        .map_err(|error| Error::Open {
+            path: path.clone(),
+            error,
+        })?;
+        Ok((file, key))
     }
 
     fn ticks_to_ns(&self, ticks: u64) -> u64 {

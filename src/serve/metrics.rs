@@ -34,8 +34,7 @@ impl Kind {
 
     fn label(i: usize) -> String {
         match VFile::ALL.get(i) {
-            Some(f) if VFile::CPU.contains(f) => format!("cpu/{}", f.name()),
-            Some(f) => f.name().to_owned(),
+            Some(f) => f.label(),
             None => OTHER[i - VFile::ALL.len()].to_owned(),
         }
     }

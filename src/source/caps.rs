@@ -91,6 +91,12 @@ pub fn effective(cap: u32) -> io::Result<bool> {
     Ok(d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0)
 }
 
+/// Whether this thread has `cap` in its permitted set (it may raise it).
+pub fn permitted(cap: u32) -> io::Result<bool> {
+    let d = get()?;
+    Ok(d[(cap / 32) as usize].permitted & (1 << (cap % 32)) != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
