@@ -693,7 +693,9 @@ fn sysstat_mpstat_and_iostat_show_one_saturated_cpu() {
         mp.contains("(1 CPU)"),
         "mpstat header should say (1 CPU):\n{mp}"
     );
-    let busy = 100.0 - num(&rows[0], "%idle", &mp);
+    // Busy is user and system: the time the container waited for the host
+    // is %steal, neither busy nor idle.
+    let busy = 100.0 - num(&rows[0], "%idle", &mp) - num(&rows[0], "%steal", &mp);
     println!(
         "mpstat busy {busy:.1}% vs cgroup {want:.1}%: error {:+.1} points",
         busy - want.min(100.0)
@@ -708,22 +710,24 @@ fn sysstat_mpstat_and_iostat_show_one_saturated_cpu() {
     // Each report is a header row starting with "avg-cpu:" (which shifts
     // the names one column right of their values) and one row of values.
     let lines: Vec<&str> = io.lines().collect();
-    let idle = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.contains("avg-cpu:"))
-        .filter_map(|(i, h)| {
-            let col = h.split_whitespace().position(|w| w == "%idle")? - 1;
-            lines
-                .get(i + 1)?
-                .split_whitespace()
-                .nth(col)?
-                .parse::<f64>()
-                .ok()
-        })
-        .nth(1)
-        .unwrap_or_else(|| panic!("no %idle in iostat's second report:\n{io}"));
-    let busy = 100.0 - idle;
+    let column = |name: &str| -> f64 {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("avg-cpu:"))
+            .filter_map(|(i, h)| {
+                let col = h.split_whitespace().position(|w| w == name)? - 1;
+                lines
+                    .get(i + 1)?
+                    .split_whitespace()
+                    .nth(col)?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name} in iostat's second report:\n{io}"))
+    };
+    let busy = 100.0 - column("%idle") - column("%steal");
     println!(
         "iostat -c busy {busy:.1}% vs cgroup {want:.1}%: error {:+.1} points",
         busy - want.min(100.0)
@@ -1002,7 +1006,9 @@ fn top_run(daemon: &Daemon, limits: Limits, loops: usize) -> TopRun {
         .unwrap_or_default()
         .to_owned();
     let idles = top_idle_percents(&out);
+    let steals = top_percents(&out, "st");
     assert_eq!(idles.len(), 2, "two %Cpu(s) lines:\n{out}");
+    assert_eq!(steals.len(), 2, "two %Cpu(s) lines:\n{out}");
     let expected = expected_busy(
         frames[1].1 - frames[0].1,
         frames[1].0 - frames[0].0,
@@ -1011,7 +1017,8 @@ fn top_run(daemon: &Daemon, limits: Limits, loops: usize) -> TopRun {
     TopRun {
         out,
         online,
-        busy: 100.0 - idles[1],
+        // us + sy: what the container waited for the host is st.
+        busy: 100.0 - idles[1] - steals[1],
         expected,
     }
 }
