@@ -361,9 +361,30 @@ fn triggers_answer_as_the_kernels_own_file_and_are_limited_per_container() {
     let twice = c.sh(&format!("python3 -c '{TWICE}'"));
     assert_eq!(twice.trim(), format!("second {}", libc::EBUSY));
 
-    // Only pressure files take writes.
+    // Only pressure files take writes, and only triggers: nothing else is
+    // changed on them either.
     let ro = c.sh("echo x > /proc/meminfo 2>/dev/null && echo written || echo refused");
     assert_eq!(ro.trim(), "refused");
+    let p = daemon.mountpoint().join("proc/pressure/cpu");
+    for (what, r) in [
+        (
+            "chmod",
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)),
+        ),
+        ("rename", std::fs::rename(&p, p.with_file_name("renamed"))),
+        ("unlink", std::fs::remove_file(&p)),
+        (
+            "create",
+            std::fs::File::create(p.with_file_name("new")).map(drop),
+        ),
+    ] {
+        let e = r.expect_err(what);
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EROFS),
+            "{what} on a pressure file: {e}"
+        );
+    }
 
     // A container holds at most 16 of them open for writing: ENFILE after
     // (once the files of the readers above are released).

@@ -479,6 +479,7 @@ impl ProcLens {
             load_averages,
             kept_descriptors: self.views.kept_descriptors(),
             sysinfo: self.sysinfo.as_ref().map(|s| s.counts()),
+            psi_triggers: self.triggers.len(),
             uptime: self.serving_since.elapsed(),
         })
     }
