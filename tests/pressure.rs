@@ -434,7 +434,9 @@ w1 = written(); v1 = vmstat(); w1b = written()
 print("written", w0, w0b, w1, w1b)
 print("pgpgout", v0["pgpgout"], v1["pgpgout"])
 f0 = faults(); v0 = vmstat()
-held = bytearray(32 << 20)
+# Base pages, one fault each (a transparent huge page would take 512 in one).
+held = mmap.mmap(-1, 32 << 20)
+held.madvise(mmap.MADV_NOHUGEPAGE)
 for i in range(0, len(held), 4096):
     held[i] = 1
 v1 = vmstat(); f1 = faults()
