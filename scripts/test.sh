@@ -28,21 +28,21 @@ echo "scripts/test.sh: package $PROCLENS_DEB"
 export SOAK_READS=${SOAK_READS:-100000}
 cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
 
-# Pure cgroup v2: the same e2e, fidelity, container, fresh and engines
+# Pure cgroup v2: the same e2e, fidelity, container, fresh, pressure and engines
 # binaries in the VM, against the release daemon (a debug one is several
 # times slower under TCG). Its console, with the `test result:` lines, goes
 # to the same log.
-echo "scripts/test.sh: the e2e, fidelity, container, fresh and engines suites on pure cgroup v2 (tests/vm/run.sh)"
+echo "scripts/test.sh: the e2e, fidelity, container, fresh, pressure and engines suites on pure cgroup v2 (tests/vm/run.sh)"
 vm_status=0
 cargo build --release --locked --bin proclens 2>&1 | tee -a "$log" || vm_status=$?
 bins=()
-for t in e2e fidelity container fresh engines; do
+for t in e2e fidelity container fresh pressure engines; do
   b=$(cargo test --locked --test "$t" --no-run --message-format=json 2>/dev/null |
     grep '"kind":\["test"\]' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 || true)
   [ -n "$b" ] && bins+=("$b")
 done
-if [ "$vm_status" != 0 ] || [ "${#bins[@]}" != 5 ]; then
-  echo "scripts/test.sh: cannot build the release daemon or find the e2e, fidelity, container, fresh and engines test binaries" | tee -a "$log"
+if [ "$vm_status" != 0 ] || [ "${#bins[@]}" != 6 ]; then
+  echo "scripts/test.sh: cannot build the release daemon or find the e2e, fidelity, container, fresh, pressure and engines test binaries" | tee -a "$log"
   vm_status=1
 else
   start=$(date +%s)

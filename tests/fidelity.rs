@@ -693,7 +693,9 @@ fn sysstat_mpstat_and_iostat_show_one_saturated_cpu() {
         mp.contains("(1 CPU)"),
         "mpstat header should say (1 CPU):\n{mp}"
     );
-    let busy = 100.0 - num(&rows[0], "%idle", &mp);
+    // Busy is user and system: the time the container waited for the host
+    // is %steal, neither busy nor idle.
+    let busy = 100.0 - num(&rows[0], "%idle", &mp) - num(&rows[0], "%steal", &mp);
     println!(
         "mpstat busy {busy:.1}% vs cgroup {want:.1}%: error {:+.1} points",
         busy - want.min(100.0)
@@ -708,22 +710,24 @@ fn sysstat_mpstat_and_iostat_show_one_saturated_cpu() {
     // Each report is a header row starting with "avg-cpu:" (which shifts
     // the names one column right of their values) and one row of values.
     let lines: Vec<&str> = io.lines().collect();
-    let idle = lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.contains("avg-cpu:"))
-        .filter_map(|(i, h)| {
-            let col = h.split_whitespace().position(|w| w == "%idle")? - 1;
-            lines
-                .get(i + 1)?
-                .split_whitespace()
-                .nth(col)?
-                .parse::<f64>()
-                .ok()
-        })
-        .nth(1)
-        .unwrap_or_else(|| panic!("no %idle in iostat's second report:\n{io}"));
-    let busy = 100.0 - idle;
+    let column = |name: &str| -> f64 {
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("avg-cpu:"))
+            .filter_map(|(i, h)| {
+                let col = h.split_whitespace().position(|w| w == name)? - 1;
+                lines
+                    .get(i + 1)?
+                    .split_whitespace()
+                    .nth(col)?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {name} in iostat's second report:\n{io}"))
+    };
+    let busy = 100.0 - column("%idle") - column("%steal");
     println!(
         "iostat -c busy {busy:.1}% vs cgroup {want:.1}%: error {:+.1} points",
         busy - want.min(100.0)
@@ -1002,7 +1006,9 @@ fn top_run(daemon: &Daemon, limits: Limits, loops: usize) -> TopRun {
         .unwrap_or_default()
         .to_owned();
     let idles = top_idle_percents(&out);
+    let steals = top_percents(&out, "st");
     assert_eq!(idles.len(), 2, "two %Cpu(s) lines:\n{out}");
+    assert_eq!(steals.len(), 2, "two %Cpu(s) lines:\n{out}");
     let expected = expected_busy(
         frames[1].1 - frames[0].1,
         frames[1].0 - frames[0].0,
@@ -1011,7 +1017,8 @@ fn top_run(daemon: &Daemon, limits: Limits, loops: usize) -> TopRun {
     TopRun {
         out,
         online,
-        busy: 100.0 - idles[1],
+        // us + sy: what the container waited for the host is st.
+        busy: 100.0 - idles[1] - steals[1],
         expected,
     }
 }
@@ -1390,11 +1397,27 @@ fn htop_in_tmux_shows_one_cpu_and_the_memory_limit() {
         screen = capture();
     }
     // Let htop refresh at least once more (every 1.5 s) so its CPU % covers
-    // a real interval, and count what the cgroup used meanwhile.
+    // a real interval, and count what the cgroup used meanwhile. htop's
+    // meter counts steal too (its "virt" part, as in a VM): what the loop
+    // waited for the host, from the container's own /proc/stat.
+    let cpu_line = || -> Vec<u64> {
+        let out = c.exec(&init, &["head", "-1", "/proc/stat"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().expect("a tick count"))
+            .collect()
+    };
+    let s0 = cpu_line();
     let (u0, t0) = (cpu_usage(&c), Instant::now());
     std::thread::sleep(Duration::from_secs(3));
     screen = capture();
-    let want = expected_busy(cpu_usage(&c) - u0, t0.elapsed(), &c.limits).min(100.0);
+    let busy_cgroup = expected_busy(cpu_usage(&c) - u0, t0.elapsed(), &c.limits);
+    let s1 = cpu_line();
+    let total: u64 = s1.iter().take(8).sum::<u64>() - s0.iter().take(8).sum::<u64>();
+    let steal = (s1[7] - s0[7]) as f64 / total.max(1) as f64 * 100.0;
+    let want = (busy_cgroup + steal).min(100.0);
+    println!("the cgroup used {busy_cgroup:.1}% of its allowance, {steal:.1}% was steal");
     println!("{screen}");
     let header: Vec<&str> = screen
         .lines()

@@ -593,3 +593,189 @@ fn the_root_cgroup_is_the_host() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Issue 16: pressure, vmstat and steal, on the psi-v1 (hybrid, 6.18) and
+// psi-v2 (pure v2, 6.1) captures of tests/fixtures/capture-psi.sh.
+// ---------------------------------------------------------------------------
+
+/// The container's cgroup in each capture: (fixture, unified cgroup dir,
+/// memory dir, I/O counters file, cpu dir).
+const PSI: [(&str, &str, &str, &str, &str); 2] = [
+    (
+        "psi-v1",
+        "sys/fs/cgroup/unified/proclens-psi",
+        "sys/fs/cgroup/memory/proclens-psi",
+        "sys/fs/cgroup/blkio/proclens-psi/blkio.throttle.io_service_bytes_recursive",
+        "sys/fs/cgroup/cpu/proclens-psi",
+    ),
+    (
+        "psi-v2",
+        "sys/fs/cgroup/proclens-psi",
+        "sys/fs/cgroup/proclens-psi",
+        "sys/fs/cgroup/proclens-psi/io.stat",
+        "sys/fs/cgroup/proclens-psi",
+    ),
+];
+
+fn pairs(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').expect("name value");
+            (k.to_owned(), v.trim().parse().expect("a number"))
+        })
+        .collect()
+}
+
+#[test]
+fn pressure_files_are_the_containers_unified_cgroups() {
+    for (name, unified, ..) in PSI {
+        for (f, file) in [
+            (VFile::PressureCpu, "cpu.pressure"),
+            (VFile::PressureMemory, "memory.pressure"),
+            (VFile::PressureIo, "io.pressure"),
+        ] {
+            let ours = render(name, f);
+            assert_eq!(
+                ours,
+                host(name, &format!("{unified}/{file}")),
+                "{name} {file}"
+            );
+            assert_ne!(
+                ours,
+                host(name, &f.host_path()),
+                "{name}: not the host's {file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn vmstat_is_the_containers_memory_stat_and_block_io() {
+    for (name, _, memory, io, _) in PSI {
+        let ours = render(name, VFile::Vmstat);
+        let host_lines = pairs(&host(name, "proc/vmstat"));
+        let v: HashMap<String, u64> = pairs(&ours).into_iter().collect();
+        // Every host line, in the host's order.
+        let keys: Vec<&str> = ours
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect();
+        let host_keys: Vec<&str> = host_lines.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, host_keys, "{name}");
+        let stat = host(name, &format!("{memory}/memory.stat"));
+        let m: HashMap<&str, u64> = stat
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k, v.trim().parse().ok()?))
+            })
+            .collect();
+        // v1 names its hierarchical counts total_*.
+        let key = |k: &str| -> u64 {
+            *m.get(format!("total_{k}").as_str())
+                .or_else(|| m.get(k))
+                .unwrap_or_else(|| panic!("{name}: no {k} in memory.stat"))
+        };
+        assert_eq!(v["pgfault"], key("pgfault"), "{name}");
+        assert_eq!(v["pgmajfault"], key("pgmajfault"), "{name}");
+        let file = if name == "psi-v1" {
+            key("cache")
+        } else {
+            key("file")
+        };
+        assert_eq!(v["nr_file_pages"], file / 4096, "{name}");
+        // bi/bo: the capture's reads and its 16 MiB direct write, in KiB.
+        let io = host(name, io);
+        let sum = |read: bool| -> u64 {
+            io.lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    match (f.as_slice(), read) {
+                        ([_, op, n], true) if *op == "Read" => n.parse().expect("bytes"),
+                        ([_, op, n], false) if *op == "Write" => n.parse().expect("bytes"),
+                        _ => f
+                            .iter()
+                            .find_map(|kv| {
+                                kv.strip_prefix(if read { "rbytes=" } else { "wbytes=" })
+                            })
+                            .map_or(0, |n| n.parse().expect("bytes")),
+                    }
+                })
+                .sum()
+        };
+        assert_eq!(v["pgpgout"], 16 * 1024, "{name}: the 16 MiB direct write");
+        assert_eq!(v["pgpgout"], sum(false) / 1024, "{name}");
+        assert_eq!(v["pgpgin"], sum(true) / 1024, "{name}");
+        assert!(v["pgpgin"] >= 96 * 1024, "{name}: the page cache reads");
+        // nr_free_pages is meminfo's MemFree, in pages.
+        let mi = kb(&render(name, VFile::Meminfo));
+        assert_eq!(v["nr_free_pages"], mi["MemFree"] / 4, "{name}");
+        // What the cgroup cannot tell is 0, not the host's.
+        let h: HashMap<&str, u64> = host_lines.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        for k in ["pgfree", "numa_hit", "nr_dirty_threshold"] {
+            assert!(h[k] > 0, "{name}: the host's {k} is 0, nothing to compare");
+            assert_eq!(v[k], 0, "{name}: {k}");
+        }
+    }
+}
+
+/// Rule (issue 16): the steal column is the time the container's tasks
+/// waited for a CPU (their schedstat run delay) less the time its own quota
+/// held it back (cpu.stat), as long as it was under its allowance, which
+/// it was: the capture's clock is long past.
+#[test]
+fn stat_steal_is_the_tasks_wait_less_their_throttling() {
+    for (name, _, _, _, cpu) in PSI {
+        let root = fixture(name);
+        let env = std::fs::read_to_string(root.join("../capture.env")).expect("capture.env");
+        let tasks: Vec<u32> = env
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("tasks="))
+            .expect("tasks=")
+            .split(',')
+            .map(|t| t.parse().expect("a tid"))
+            .collect();
+        let waited: u64 = tasks
+            .iter()
+            .map(|t| {
+                host(name, &format!("proc/{t}/task/{t}/schedstat"))
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .expect("run delay")
+            })
+            .sum();
+        let cpu_stat = host(name, &format!("{cpu}/cpu.stat"));
+        let throttled = cpu_stat
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("throttled_time ")
+                    .map(|v| v.trim().parse::<u64>().expect("ns"))
+                    .or_else(|| {
+                        l.strip_prefix("throttled_usec ")
+                            .map(|v| v.trim().parse::<u64>().expect("us") * 1000)
+                    })
+            })
+            .expect("throttled time");
+        assert!(
+            waited > throttled + 1_000_000_000,
+            "{name}: the two loops waited {waited} ns, throttled {throttled} ns: nothing to see"
+        );
+        let stat = render(name, VFile::Stat);
+        let cpu_line: Vec<u64> = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .expect("cpu line")
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().expect("ticks"))
+            .collect();
+        // One visible CPU (quota 0.9, cpuset 1): its line is the total.
+        assert_eq!(
+            cpu_line[7],
+            (waited - throttled) / 10_000_000,
+            "{name}: steal ticks:\n{stat}"
+        );
+    }
+}

@@ -38,6 +38,7 @@ const SCRIPT: &str = "echo '=== meminfo'; cat /proc/meminfo; \
     echo '=== cpudirs'; ls /sys/devices/system/cpu | grep -c '^cpu[0-9]'; \
     echo '=== processors'; grep -c ^processor /proc/cpuinfo; \
     echo '=== mounts'; grep -c ' - fuse' /proc/self/mountinfo; \
+    echo '=== rwtargets'; grep ' - fuse' /proc/self/mountinfo | grep '^[0-9]* [0-9]* [0-9:]* [^ ]* [^ ]* rw,' | cut -d' ' -f5; \
     echo '=== memlimit'; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; \
     true";
 
@@ -293,8 +294,20 @@ fn hook_alone_gives_a_runc_container_its_limits_and_skips_cleanly() {
     assert_eq!(section(&hooked, "processors").trim(), "1", "cpuinfo");
     assert_eq!(
         section(&hooked, "mounts").trim(),
-        "9",
-        "one FUSE bind per proclens file"
+        "13",
+        "one FUSE bind per proclens file (vmstat and pressure/* too: the hook makes them, runc would refuse them)"
+    );
+    // Read-only but for the pressure files, which take PSI triggers.
+    assert_eq!(
+        section(&hooked, "rwtargets")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [
+            "/proc/pressure/cpu",
+            "/proc/pressure/memory",
+            "/proc/pressure/io"
+        ],
+        "read-write binds"
     );
 
     // --- opted out: the kernel's files, container still starts --------------

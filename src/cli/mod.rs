@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<()> {
         } => crate::lifecycle::supervisor::run(&mountpoint, options(opts), &seccomp_socket),
         Command::Show { file, target, opts } => {
             let f = VFile::from_cli(&file).with_context(|| {
-                format!("unknown file {file:?}: one of meminfo cpuinfo stat loadavg uptime diskstats swaps cpu/online cpu/possible cpu/present")
+                format!("unknown file {file:?}: one of meminfo cpuinfo stat loadavg uptime diskstats swaps vmstat cpu/online cpu/possible cpu/present pressure/cpu pressure/memory pressure/io")
             })?;
             let views = Views::new(Path::new("/"), options(opts))?;
             let c = caller(&views, &target)?;

@@ -5,7 +5,7 @@
 //! hands it a pid and gets bytes back.
 
 use super::caller::{self, Caller, Resolver};
-use super::cputime::{Account, Sample};
+use super::cputime::{Account, Sample, Waits};
 use super::loadavg::Tracker;
 use super::vfile::VFile;
 use crate::render::{self, meminfo, RenderError};
@@ -36,6 +36,11 @@ pub enum Error {
     },
     #[error("renderer panicked: {0}")]
     Panic(String),
+    #[error("opening {path} for a trigger: {error}")]
+    Open {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +59,15 @@ impl Default for Options {
 /// CPU time to reading the lines, so samples apply in the order they were
 /// taken and every reader sees counters at least as large as the last.
 type AccountSlot = Arc<Mutex<Account>>;
+
+/// What one sample of a container's CPU account is made of.
+#[derive(Debug)]
+struct CpuRead {
+    usage: cgroup::CpuUsage,
+    tasks: Option<proc::TaskSample>,
+    throttled: u64,
+    now: u64,
+}
 
 /// How often the same failure is logged.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -302,23 +316,20 @@ impl Views {
             }
             VFile::Stat => {
                 let host = self.host.read("/proc/stat")?;
-                let Some(lines) = self.account(c, |a| a.times(self.ticks))? else {
+                let Some((lines, tasks)) = self.account(c, |a| a.times(self.ticks))? else {
                     return Ok(host);
                 };
-                let (running, blocked) = match p.tasks_dir() {
-                    // The root cgroup holds every task: the host's counts are its counts.
-                    Some(d) if !d.is_root() => {
-                        let (r, b, _) = self.task_states(p, c.pid)?;
-                        (Some(r), Some(b))
-                    }
-                    _ => (None, None),
+                // The root cgroup holds every task: the host's counts are its counts.
+                let (running, blocked) = match tasks {
+                    Some(t) => (Some(t.running), Some(t.blocked)),
+                    None => (None, None),
                 };
                 render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
             }
             VFile::Uptime => {
                 let now = host::boottime_ns();
                 let start = self.ticks_to_ns(c.init_start);
-                let Some(idle) = self.account(c, Account::idle_ns)? else {
+                let Some((idle, _)) = self.account(c, Account::idle_ns)? else {
                     return Ok(self.host.read("/proc/uptime")?);
                 };
                 render::uptime::render(now.saturating_sub(start), idle)
@@ -340,6 +351,49 @@ impl Views {
                     c.ns_pid.to_string()
                 };
                 render::loadavg::render(avg, running, total, &last_pid)
+            }
+            VFile::Vmstat => {
+                let host = self.host.read("/proc/vmstat")?;
+                let Some((mem, counters)) = self.cgroups.memory_counters(p)? else {
+                    return Ok(host);
+                };
+                let meminfo = self.host.read("/proc/meminfo")?;
+                let io = self.cgroups.io(p)?;
+                // The PMD size (2 MiB on x86-64) where the kernel says.
+                let thp_size = self
+                    .host
+                    .read_opt("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")?
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(2 << 20);
+                render::vmstat::render(
+                    &host,
+                    &render::vmstat::Inputs {
+                        meminfo: &meminfo,
+                        mem: &mem,
+                        counters: &counters,
+                        io: io.as_ref(),
+                        page_size: host::page_size(),
+                        thp_size,
+                    },
+                )
+                .map_err(rerr)?
+            }
+            VFile::PressureCpu | VFile::PressureMemory | VFile::PressureIo => {
+                let r = file.pressure().ok_or_else(|| {
+                    rerr(render::RenderError(format!(
+                        "{file:?} is not a pressure file"
+                    )))
+                })?;
+                let own = match self.pressure_dir(c) {
+                    Some(d) => self.cgroups.pressure(&d, r)?,
+                    None => None,
+                };
+                match own {
+                    Some(text) => render::pressure::render(&text).map_err(rerr)?,
+                    // No cgroup of its own in the unified hierarchy, or no
+                    // PSI there: the host's, as its own /proc would show.
+                    None => self.host.read(r.proc_path())?,
+                }
             }
             VFile::Diskstats => {
                 let host = self.host.read("/proc/diskstats")?;
@@ -405,13 +459,80 @@ impl Views {
         }))
     }
 
+    /// Where `c`'s pressure stalls are: its container's cgroup in the
+    /// unified hierarchy; `None` for the root cgroup (the host) and where
+    /// there is none (the host's files are then what it reads).
+    fn pressure_dir(&self, c: &Caller) -> Option<Dir> {
+        self.cgroups.unified(&c.container).filter(|d| !d.is_root())
+    }
+
+    /// Opens, for a PSI trigger of the reader `pid`, the file its reads of
+    /// `r` come from: its container's `<res>.pressure`, else the host's
+    /// `/proc/pressure/<res>` (the same fallback as reads), read-write. The
+    /// kernel gives a trigger its opener's privileges (psi_trigger_create
+    /// checks CAP_SYS_RESOURCE in the file's credentials: since 6.5 windows
+    /// that are not multiples of 2 s need it, before that any write-open of
+    /// a pressure file did), so this thread opens it with CAP_SYS_RESOURCE
+    /// effective exactly when `privileged` (the reader has it). Returns the
+    /// file and a key naming the container, for counting its triggers.
+    pub fn open_pressure(
+        &self,
+        r: cgroup::Resource,
+        pid: u32,
+        privileged: bool,
+    ) -> Result<(std::fs::File, String), Error> {
+        let c = self.caller(pid)?;
+        let (path, key) = match self.pressure_dir(&c) {
+            Some(d) if d.path.join(r.cgroup_file()).exists() => {
+                let key = d.path.to_string_lossy().into_owned();
+                (d.path.join(r.cgroup_file()), key)
+            }
+            _ => (
+                self.host.root().join(r.proc_path().trim_start_matches('/')),
+                "host".to_owned(),
+            ),
+        };
+        let open = || {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+        };
+        let file = match crate::source::caps::with_effective(
+            crate::source::caps::CAP_SYS_RESOURCE,
+            privileged,
+            open,
+        ) {
+            Ok(f) => f,
+            // Not in our permitted set (a daemon started without it): the
+            // kernel decides as for an unprivileged opener.
+            Err(e) => {
+                log::debug!("CAP_SYS_RESOURCE for a trigger of pid {pid}: {e}");
+                open()
+            }
+        }
+        .map_err(|error| Error::Open {
+            path: path.clone(),
+            error,
+        })?;
+        Ok((file, key))
+    }
+
     fn ticks_to_ns(&self, ticks: u64) -> u64 {
         ticks.saturating_mul(1_000_000_000 / self.ticks.max(1))
     }
 
-    /// Advances the caller's CPU account to now and reads it with `f`.
-    /// `None` when the cgroup has no CPU accounting at all.
-    fn account<T>(&self, c: &Caller, f: impl FnOnce(&Account) -> T) -> Result<Option<T>, Error> {
+    /// Advances the caller's CPU account to now and reads it with `f`; also
+    /// gives the sample of the container's tasks taken for it (`None` for
+    /// the root cgroup, whose tasks are the host's). `None` when the cgroup
+    /// has no CPU accounting at all.
+    fn account<T>(
+        &self,
+        c: &Caller,
+        f: impl FnOnce(&Account) -> T,
+    ) -> Result<Option<(T, Option<proc::TaskSample>)>, Error> {
         let p = &c.placement;
         let Some(dir) = p
             .get(cgroup::Controller::Cpuacct)
@@ -430,28 +551,57 @@ impl Views {
                 .map_err(|_| Error::Panic("CPU account lock poisoned".into()))?;
             accounts.get(&key).cloned()
         };
-        let read = || -> Result<Option<(cgroup::CpuUsage, u64)>, Error> {
-            Ok(self.cgroups.cpu_usage(p)?.map(|u| (u, host::boottime_ns())))
-        };
-        fn sample<'a>(usage: &'a cgroup::CpuUsage, now: u64, cpu: &'a CpuView) -> Sample<'a> {
-            Sample {
-                now,
+        // Everything one sample says, read now: the CPU time, the tasks and
+        // their waits for a CPU (not for the host, whose tasks are everyone's),
+        // the throttling, then the clock.
+        let read = || -> Result<Option<CpuRead>, Error> {
+            let Some(usage) = self.cgroups.cpu_usage(p)? else {
+                return Ok(None);
+            };
+            let tasks = match p.tasks_dir().filter(|d| !d.is_root()) {
+                Some(d) => Some(
+                    self.tasks
+                        .sample(&self.cgroups.tasks(d)?, c.pid, !dir.is_root()),
+                ),
+                None => None,
+            };
+            let throttled = self.cgroups.throttled(p)?;
+            Ok(Some(CpuRead {
                 usage,
+                tasks,
+                throttled,
+                now: host::boottime_ns(),
+            }))
+        };
+        let ns_per_tick = self.ticks_to_ns(1);
+        fn sample<'a>(r: &'a CpuRead, cpu: &'a CpuView, ns_per_tick: u64) -> Sample<'a> {
+            Sample {
+                now: r.now,
+                usage: &r.usage,
                 visible: &cpu.visible,
                 rate: cpu.rate,
+                waits: r
+                    .tasks
+                    .as_ref()
+                    .and_then(|t| t.waits.as_deref())
+                    .map(|tasks| Waits {
+                        tasks,
+                        throttled: r.throttled,
+                        ns_per_tick,
+                    }),
             }
         }
         if let Some(slot) = slot {
             let mut a = slot.lock().unwrap_or_else(|e| e.into_inner());
-            let Some((usage, now)) = read()? else {
+            let Some(r) = read()? else {
                 return Ok(None);
             };
             if !self.frozen.load(Ordering::SeqCst) {
-                a.advance(&sample(&usage, now, &cpu));
+                a.advance(&sample(&r, &cpu, ns_per_tick));
             }
-            return Ok(Some(f(&a)));
+            return Ok(Some((f(&a), r.tasks)));
         }
-        let Some((usage, now)) = read()? else {
+        let Some(r) = read()? else {
             return Ok(None);
         };
         let start = self.ticks_to_ns(c.init_start);
@@ -463,12 +613,15 @@ impl Views {
             accounts
                 .entry(key)
                 .or_insert_with(|| {
-                    Arc::new(Mutex::new(Account::new(start, &sample(&usage, now, &cpu))))
+                    Arc::new(Mutex::new(Account::new(
+                        start,
+                        &sample(&r, &cpu, ns_per_tick),
+                    )))
                 })
                 .clone()
         };
         let a = slot.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Some(f(&a)))
+        Ok(Some((f(&a), r.tasks)))
     }
 
     /// (running, blocked, total) tasks of the container, from each task's

@@ -29,23 +29,50 @@ pub struct Bind {
     pub kind: Kind,
     /// A short name usable as a Kubernetes volume name suffix.
     pub name: &'static str,
+    /// Bound read-write: PSI triggers are written through it (the daemon
+    /// takes a write there as a trigger and refuses every other). Every
+    /// other bind is read-only.
+    pub writable: bool,
+    /// runc accepts a bind at `target` from the container's config: it
+    /// refuses binds inside /proc but over a fixed list of files
+    /// (libcontainer/rootfs_linux.go checkProcMount: cpuinfo, diskstats,
+    /// meminfo, stat, swaps, uptime, loadavg, slabinfo, sys/kernel/
+    /// ns_last_pid, and net/dev in 1.1 or sys/crypto/fips_enabled since
+    /// 1.2; neither vmstat nor pressure/* in any release), and a container
+    /// with one fails to start ("... cannot be mounted because it is inside
+    /// /proc"). What goes through config mounts (`docker -v`, Kubernetes
+    /// volumes) leaves the others out; the OCI hook and LXC make the mounts
+    /// themselves and take every bind.
+    pub via_runc: bool,
 }
 
+/// A read-only file bind that runc accepts.
 const fn file(name: &'static str, source: &'static str, target: &'static str) -> Bind {
     Bind {
         source,
         target,
         kind: Kind::File,
         name,
+        writable: false,
+        via_runc: true,
     }
 }
 
-/// Every bind, in the order runtimes should apply them. runc refuses bind
-/// mounts over /proc paths outside its `checkProcMount` list, which holds
-/// exactly these seven files. The CPU directory goes whole so that `online`,
-/// `possible`, `present` and the `cpuN` entries agree; `sys/block` because
-/// iostat reads `/sys/block/<disk>/stat`, not `/proc/diskstats`.
-pub const BINDS: [Bind; 9] = [
+/// A bind of a pressure file: read-write (for triggers), not through runc.
+const fn pressure(name: &'static str, source: &'static str, target: &'static str) -> Bind {
+    Bind {
+        writable: true,
+        via_runc: false,
+        ..file(name, source, target)
+    }
+}
+
+/// Every bind, in the order runtimes should apply them. The CPU directory
+/// goes whole so that `online`, `possible`, `present` and the `cpuN` entries
+/// agree; `sys/block` because iostat reads `/sys/block/<disk>/stat`, not
+/// `/proc/diskstats`; the pressure files one by one, because the kernel's
+/// `/proc/pressure` may hold others (`irq`) that stay the kernel's.
+pub const BINDS: [Bind; 13] = [
     file("meminfo", "proc/meminfo", "/proc/meminfo"),
     file("cpuinfo", "proc/cpuinfo", "/proc/cpuinfo"),
     file("stat", "proc/stat", "/proc/stat"),
@@ -58,14 +85,34 @@ pub const BINDS: [Bind; 9] = [
         target: "/sys/devices/system/cpu",
         kind: Kind::Dir,
         name: "cpu",
+        writable: false,
+        via_runc: true,
     },
     Bind {
         source: "sys/block",
         target: "/sys/block",
         kind: Kind::Dir,
         name: "block",
+        writable: false,
+        via_runc: true,
     },
+    Bind {
+        via_runc: false,
+        ..file("vmstat", "proc/vmstat", "/proc/vmstat")
+    },
+    pressure("pressure-cpu", "proc/pressure/cpu", "/proc/pressure/cpu"),
+    pressure(
+        "pressure-memory",
+        "proc/pressure/memory",
+        "/proc/pressure/memory",
+    ),
+    pressure("pressure-io", "proc/pressure/io", "/proc/pressure/io"),
 ];
+
+/// The binds a runtime's config can carry to runc.
+pub fn via_runc() -> impl Iterator<Item = &'static Bind> {
+    BINDS.iter().filter(|b| b.via_runc)
+}
 
 fn src(mountpoint: &Path, b: &Bind) -> String {
     mountpoint.join(b.source).to_string_lossy().into_owned()
@@ -84,10 +131,10 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// One line of `-v SRC:DST:ro` flags for `docker run` / `podman run`.
+/// One line of `-v SRC:DST:ro` flags for `docker run` / `podman run`: the
+/// binds runc accepts (vmstat and pressure come through the OCI hook).
 pub fn docker_args(mountpoint: &Path) -> String {
-    let flags: Vec<String> = BINDS
-        .iter()
+    let flags: Vec<String> = via_runc()
         .map(|b| {
             format!(
                 "-v {}",
@@ -116,11 +163,12 @@ fn yaml_str(s: &str) -> String {
 }
 
 /// The `volumes:` (pod spec) and `volumeMounts:` (container) YAML for a
-/// pod, as two top-level keys to paste into the right places.
+/// pod, as two top-level keys to paste into the right places: the binds
+/// runc accepts.
 pub fn k8s_volumes(mountpoint: &Path) -> String {
     let mut out = String::new();
     out.push_str("# proclens: paste under the pod's spec\nvolumes:\n");
-    for b in &BINDS {
+    for b in via_runc() {
         let kind = match b.kind {
             Kind::File => "File",
             Kind::Dir => "Directory",
@@ -131,7 +179,7 @@ pub fn k8s_volumes(mountpoint: &Path) -> String {
         let _ = writeln!(out, "      type: {kind}");
     }
     out.push_str("# proclens: paste under each container\nvolumeMounts:\n");
-    for b in &BINDS {
+    for b in via_runc() {
         let _ = writeln!(out, "  - name: proclens-{}", b.name);
         let _ = writeln!(out, "    mountPath: {}", yaml_str(b.target));
         let _ = writeln!(out, "    readOnly: true");
@@ -149,9 +197,10 @@ pub fn lxc_entries(mountpoint: &Path) -> String {
             Kind::File => "file",
             Kind::Dir => "dir",
         };
+        let ro = if b.writable { "" } else { "ro," };
         let _ = writeln!(
             out,
-            "lxc.mount.entry = {} {} none bind,ro,optional,create={create} 0 0",
+            "lxc.mount.entry = {} {} none bind,{ro}optional,create={create} 0 0",
             src(mountpoint, b),
             b.target.trim_start_matches('/')
         );
@@ -166,6 +215,7 @@ mod tests {
 
     const MP: &str = "/var/lib/proclens";
 
+    /// The binds runc accepts: written out, not taken from BINDS.
     fn expected() -> BTreeSet<(String, String)> {
         [
             "meminfo",
@@ -186,6 +236,51 @@ mod tests {
             (format!("{MP}/sys/block"), "/sys/block".to_owned()),
         ])
         .collect()
+    }
+
+    /// And those that only the hook and LXC can make.
+    fn beyond_runc() -> BTreeSet<(String, String)> {
+        ["vmstat", "pressure/cpu", "pressure/memory", "pressure/io"]
+            .iter()
+            .map(|f| (format!("{MP}/proc/{f}"), format!("/proc/{f}")))
+            .collect()
+    }
+
+    /// runc 1.1.5's (Debian 12) list of /proc files a config may bind over
+    /// (libcontainer/rootfs_linux.go checkProcMount), and what 1.2 and
+    /// later changed in it.
+    const RUNC_PROC: &[&str] = &[
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+    ];
+
+    #[test]
+    fn what_goes_through_runc_is_what_runc_accepts() {
+        for b in &BINDS {
+            if let Some(rest) = b.target.strip_prefix("/proc/") {
+                assert_eq!(
+                    b.via_runc,
+                    RUNC_PROC.contains(&b.target),
+                    "/proc/{rest}: via_runc must say whether runc accepts it"
+                );
+            }
+            // Only pressure files are written through.
+            assert_eq!(
+                b.writable,
+                b.target.starts_with("/proc/pressure/"),
+                "{}",
+                b.target
+            );
+        }
     }
 
     /// Splits docker-args output the way a shell would for these words
@@ -251,7 +346,7 @@ mod tests {
     fn docker_args_quotes_odd_mountpoints() {
         let out = docker_args(Path::new("/srv/my mount's"));
         let binds = parse_docker(&out);
-        assert_eq!(binds.len(), 9);
+        assert_eq!(binds.len(), expected().len());
         assert_eq!(binds[0].0, "/srv/my mount's/proc/meminfo");
     }
 
@@ -262,8 +357,8 @@ mod tests {
         let doc = &docs[0];
         let vols = doc["volumes"].as_vec().expect("volumes list");
         let mounts = doc["volumeMounts"].as_vec().expect("volumeMounts list");
-        assert_eq!(vols.len(), 9);
-        assert_eq!(mounts.len(), 9);
+        assert_eq!(vols.len(), expected().len());
+        assert_eq!(mounts.len(), expected().len());
         let mut got = BTreeSet::new();
         for m in mounts {
             let name = m["name"].as_str().expect("mount name");
@@ -287,7 +382,7 @@ mod tests {
     }
 
     /// (source, target) of every `lxc.mount.entry` line of an LXC config,
-    /// targets made absolute.
+    /// targets made absolute; read-only but for the pressure files.
     fn parse_lxc(text: &str) -> BTreeSet<(String, String)> {
         text.lines()
             .filter_map(|l| l.trim().strip_prefix("lxc.mount.entry"))
@@ -295,7 +390,8 @@ mod tests {
                 let rest = rest.trim_start().strip_prefix('=').expect("key = value");
                 let f: Vec<&str> = rest.split_whitespace().collect();
                 assert_eq!(f.len(), 6, "six fstab fields: {rest}");
-                assert!(f[3].split(',').any(|o| o == "ro"), "read-only: {rest}");
+                let ro = f[3].split(',').any(|o| o == "ro");
+                assert_eq!(ro, !f[1].starts_with("proc/pressure/"), "read-only: {rest}");
                 assert!(f[3].split(',').any(|o| o == "bind"), "bind: {rest}");
                 (f[0].to_owned(), format!("/{}", f[1]))
             })
@@ -303,14 +399,16 @@ mod tests {
     }
 
     #[test]
-    fn lxc_conf_and_docker_args_agree() {
+    fn lxc_conf_holds_docker_args_and_the_rest() {
         let shipped = include_str!("../../packaging/lxc/proclens.conf");
         let docker: BTreeSet<(String, String)> = parse_docker(&docker_args(Path::new(MP)))
             .into_iter()
             .map(|(s, d, _)| (s, d))
             .collect();
-        assert_eq!(parse_lxc(shipped), docker);
-        assert_eq!(parse_lxc(&lxc_entries(Path::new(MP))), docker);
+        assert_eq!(docker, expected());
+        let all: BTreeSet<(String, String)> = docker.union(&beyond_runc()).cloned().collect();
+        assert_eq!(parse_lxc(shipped), all);
+        assert_eq!(parse_lxc(&lxc_entries(Path::new(MP))), all);
     }
 
     /// The shipped Kubernetes files mount the same set.

@@ -59,7 +59,9 @@ pub enum Outcome {
     NotServing(String),
 }
 
-fn bind(src: &Path, dst: &Path) -> nix::Result<()> {
+/// Binds `src` over `dst`, read-only unless `writable` (the pressure
+/// files, for PSI triggers).
+fn bind(src: &Path, dst: &Path, writable: bool) -> nix::Result<()> {
     use nix::mount::{mount, MsFlags};
     mount(
         Some(src),
@@ -68,15 +70,20 @@ fn bind(src: &Path, dst: &Path) -> nix::Result<()> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
-    // A bind copies the source's flags; say read-only explicitly anyway
-    // (the remount must repeat nosuid/nodev/noexec or it would clear them).
+    // A bind copies the source's flags; say which explicitly anyway (the
+    // remount must repeat nosuid/nodev/noexec or it would clear them).
+    let ro = if writable {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
     mount(
         None::<&str>,
         dst,
         None::<&str>,
         MsFlags::MS_BIND
             | MsFlags::MS_REMOUNT
-            | MsFlags::MS_RDONLY
+            | ro
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC,
@@ -135,7 +142,7 @@ pub fn run_with_state(state: &str, mountpoint: &Path) -> Result<Outcome> {
             skipped.push((b.target, format!("{} is not a {:?}", dst.display(), b.kind)));
             continue;
         }
-        match bind(&src, &dst) {
+        match bind(&src, &dst, b.writable) {
             Ok(()) => bound.push(b.target),
             Err(e) => skipped.push((b.target, format!("bind {}: {e}", src.display()))),
         }

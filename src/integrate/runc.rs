@@ -32,7 +32,7 @@
 //! | `--proclens-runtime=PATH` | `PROCLENS_RUNC_RUNTIME` | `runc` from `PATH`, never the wrapper itself |
 //! | `--proclens-mountpoint=DIR` | `PROCLENS_RUNC_MOUNTPOINT` | `/var/lib/proclens` |
 
-use super::binds::{BINDS, DEFAULT_MOUNTPOINT};
+use super::binds::{via_runc, DEFAULT_MOUNTPOINT};
 use super::skip::{self, DISABLE_ANNOTATION};
 use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
@@ -490,7 +490,8 @@ fn add_binds(spec: &mut Value, b: &Bundle<'_>) -> Result<String, String> {
     let mut added = Vec::new();
     let mut present = Vec::new();
     let mut skipped = Vec::new();
-    for bind in &BINDS {
+    // runc refuses the others in a config (binds.rs, `via_runc`).
+    for bind in via_runc() {
         if existing.iter().any(|(d, _)| d == bind.target) {
             present.push(bind.target);
             continue;
@@ -998,7 +999,7 @@ mod tests {
         let dests = destinations(&spec);
         assert_eq!(dests[..4], destinations(&before)[..]);
         let added: Vec<&str> = dests[4..].iter().map(String::as_str).collect();
-        let want: Vec<&str> = BINDS.iter().map(|b| b.target).collect();
+        let want: Vec<&str> = via_runc().map(|b| b.target).collect();
         assert_eq!(added, want);
         let meminfo = &spec["mounts"][4];
         assert_eq!(meminfo["source"], "/var/lib/proclens/proc/meminfo");

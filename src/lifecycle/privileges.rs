@@ -12,6 +12,15 @@ const KEEP_CAPS: [u32; 3] = [CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
 const CAP_SYS_CHROOT: u32 = 18;
 const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
+/// Kept permitted but not effective: a thread raises it only around the
+/// open(2) of a pressure file for a PSI trigger of a reader that has it
+/// (the kernel judges a trigger by its file's opener: before Linux 6.5
+/// every write-open of a pressure file needs it, since then windows that
+/// are not multiples of 2 s do), so that such a reader's trigger is as on
+/// the kernel's own file. Nothing else ever runs with it. Kept only when
+/// the daemon was given it: without, every trigger is an unprivileged
+/// opener's.
+const PERMITTED_ONLY: [u32; 1] = [crate::source::caps::CAP_SYS_RESOURCE];
 
 /// Drops every other capability from this thread's sets and the bounding set
 /// before any thread starts (threads inherit them), and forbids regaining
@@ -26,7 +35,8 @@ pub fn drop_capabilities() -> Result<()> {
         .context("parsing /proc/sys/kernel/cap_last_cap")?;
     // SAFETY (both prctl calls): integer arguments only.
     let in_bounding = |cap: u32| unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) } == 1;
-    for cap in (0..=last).filter(|c| !KEEP_CAPS.contains(c) && in_bounding(*c)) {
+    let kept = |c: &u32| KEEP_CAPS.contains(c) || PERMITTED_ONLY.contains(c);
+    for cap in (0..=last).filter(|c| !kept(c) && in_bounding(*c)) {
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
             bail!("PR_CAPBSET_DROP {cap}: {}", std::io::Error::last_os_error());
         }
@@ -47,6 +57,16 @@ pub fn drop_capabilities() -> Result<()> {
     for cap in KEEP_CAPS {
         let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
         data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    for cap in PERMITTED_ONLY {
+        if !crate::source::caps::permitted(cap).unwrap_or(false) {
+            log::warn!(
+                "capability {cap} is not ours to keep: PSI triggers are made as an unprivileged reader's"
+            );
+            continue;
+        }
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
         data[word].permitted |= bit;
     }
     // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.

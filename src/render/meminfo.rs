@@ -56,21 +56,27 @@ pub fn swap_kb(host: &HostMem, mem: &Memory) -> (u64, u64) {
     }
 }
 
+/// (MemTotal, MemFree) in kB for the container: the limit, clamped to the
+/// host (a limit above its memory is no limit), and what the usage leaves
+/// of it. `/proc/vmstat`'s `nr_free_pages` says the same in pages.
+pub fn total_free_kb(host: &HostMem, mem: &Memory) -> Result<(u64, u64), RenderError> {
+    let host_total = host
+        .mem_total
+        .ok_or_else(|| RenderError("host meminfo has no MemTotal".into()))?;
+    let total = mem.limit.map_or(host_total, |l| (l / 1024).min(host_total));
+    let used = (mem.usage / 1024).min(total);
+    Ok((total, total - used))
+}
+
 /// The values proclens writes, in kB, by key (also what `sysinfo(2)` is
 /// answered from, so that the two agree).
 pub fn virtual_values(
     host: &HostMem,
     mem: &Memory,
 ) -> Result<Vec<(&'static str, u64)>, RenderError> {
-    let host_total = host
-        .mem_total
-        .ok_or_else(|| RenderError("host meminfo has no MemTotal".into()))?;
     let kb = |b: Option<u64>| b.unwrap_or(0) / 1024;
     let s = &mem.stat;
-    // A limit above the host's memory is no limit: clamp to the host.
-    let total = mem.limit.map_or(host_total, |l| (l / 1024).min(host_total));
-    let used = (mem.usage / 1024).min(total);
-    let free = total - used;
+    let (total, free) = total_free_kb(host, mem)?;
     // Reclaimable: the page cache on the LRU lists and reclaimable slab,
     // like the kernel's si_mem_available() without the watermark reserve.
     let file_lru = match (s.active_file, s.inactive_file) {

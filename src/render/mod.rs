@@ -7,11 +7,13 @@ pub mod cpuinfo;
 pub mod diskstats;
 pub mod loadavg;
 pub mod meminfo;
+pub mod pressure;
 pub mod stat;
 pub mod swaps;
 pub mod sysfs;
 pub mod sysinfo;
 pub mod uptime;
+pub mod vmstat;
 
 /// Why a host file could not be rewritten.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

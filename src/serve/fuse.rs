@@ -2,9 +2,17 @@
 //! to files and hands the reader's pid to the view; it renders nothing
 //! itself and knows nothing of the process tree that runs it.
 //!
-//! Layout: `proc/{meminfo,...}` and `sys/devices/system/cpu/`. The cpu
+//! Layout: `proc/{meminfo,...}`, `proc/pressure/{cpu,memory,io}` and
+//! `sys/devices/system/cpu/`. The cpu
 //! directory shows `online`, `possible`, `present` and `cpu0..cpu{n-1}` per
-//! reader; every other entry passes through from the host. Files are opened
+//! reader; every other entry passes through from the host.
+//!
+//! Nothing is writable but the pressure files, and only as the kernel's
+//! are: a write-open of one holds the reader's container's cgroup pressure
+//! file for a PSI trigger, writes go there and polls report its events
+//! (`super::psi`). The mount itself is read-write for that alone; every
+//! other write, create, rename, truncate and xattr is refused here with
+//! EROFS, as the read-only mount refused them before. Files are opened
 //! with direct I/O (read(2) bypasses the page cache, so one reader's content
 //! never reaches another) and no FLUSH, rendered at open and again on a later
 //! read at offset 0 (top and htop keep /proc/stat open and pread it from 0),
@@ -13,14 +21,17 @@
 //! `raise_size` for what that asks of the file size.
 
 use super::metrics::{self, Kind, Metrics};
+use super::psi::{self, Ready, Triggers};
 use super::sysinfo::Sysinfo;
-use crate::container::view::Views;
+use crate::container::view::{self, Views};
 use crate::container::VFile;
+use crate::source::caps;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, IoctlFlags, LockOwner, Notifier, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen,
-    ReplyWrite, ReplyXattr, Request, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
+    Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, LockOwner, Notifier, OpenAccMode,
+    OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyPoll,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -40,8 +51,9 @@ const BLOCK_DIR: u64 = 7;
 /// `.proclens/metrics`: the daemon's counters, for root only.
 const META_DIR: u64 = 8;
 const METRICS: u64 = 9;
+const PRESSURE_DIR: u64 = 10;
 /// Virtual files: FIRST_FILE + index in `VFile::ALL`.
-const FIRST_FILE: u64 = 10;
+const FIRST_FILE: u64 = 16;
 /// Passthrough entries below the cpu directory get inodes from here on.
 const FIRST_DYNAMIC: u64 = 1000;
 
@@ -60,7 +72,7 @@ fn ino_vfile(ino: u64) -> Option<VFile> {
 }
 
 /// Fixed directories: (inode, parent, name).
-const DIRS: [(u64, u64, &str); 8] = [
+const DIRS: [(u64, u64, &str); 9] = [
     (ROOT, ROOT, ""),
     (PROC, ROOT, "proc"),
     (SYS, ROOT, "sys"),
@@ -69,7 +81,30 @@ const DIRS: [(u64, u64, &str); 8] = [
     (CPU_DIR, SYS_SYSTEM, "cpu"),
     (BLOCK_DIR, SYS, "block"),
     (META_DIR, ROOT, ".proclens"),
+    (PRESSURE_DIR, PROC, "pressure"),
 ];
+
+/// What the kernel's poll answers for a file with nothing special to say
+/// (DEFAULT_POLLMASK, include/linux/poll.h).
+fn default_pollmask() -> PollEvents {
+    PollEvents::POLLIN | PollEvents::POLLOUT | PollEvents::POLLRDNORM | PollEvents::POLLWRNORM
+}
+
+/// Whether a file of mode `mode` owned by root:root may be opened for
+/// writing by `uid`/`gid` with effective capabilities `cap_eff` (the
+/// checks the kernel makes before the file's own open, fs/namei.c
+/// generic_permission: a FUSE filesystem without default_permissions
+/// makes them itself).
+fn may_write(mode: u32, uid: u32, gid: u32, cap_eff: u64) -> bool {
+    let class = if uid == 0 {
+        mode >> 6
+    } else if gid == 0 {
+        mode >> 3
+    } else {
+        mode
+    };
+    class & 0o2 != 0 || caps::has(cap_eff, caps::CAP_DAC_OVERRIDE)
+}
 
 /// Passthrough trees, as paths below `sys/` (the node table's keys).
 const CPU_REL: &str = "devices/system/cpu";
@@ -131,6 +166,8 @@ struct ProcLens {
     views: Arc<Views>,
     /// The seccomp front end of this worker, for its counters.
     sysinfo: Option<Arc<Sysinfo>>,
+    /// Pressure files open for writing, by file handle.
+    triggers: Arc<Triggers>,
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
@@ -150,11 +187,13 @@ impl ProcLens {
     fn new(
         views: Arc<Views>,
         sysinfo: Option<Arc<Sysinfo>>,
+        triggers: Arc<Triggers>,
         notifier: Arc<OnceLock<Notifier>>,
     ) -> ProcLens {
         ProcLens {
             views,
             sysinfo,
+            triggers,
             notifier,
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(HashMap::new()),
@@ -288,7 +327,7 @@ impl ProcLens {
             // lowers it after a short read. So the attributes may be cached,
             // which saves a round trip per fstat(2) (cat, Python, Rust's
             // read_to_end all ask).
-            let mut a = self.attr(ino, FileType::RegularFile, 0o444);
+            let mut a = self.attr(ino, FileType::RegularFile, self.vfile_mode(f));
             a.size = self.content(&Source::Virtual(f), pid)?.len() as u64;
             return Ok((a, STABLE_TTL));
         }
@@ -310,16 +349,40 @@ impl ProcLens {
         Some(format!("{dir}/{name}"))
     }
 
+    /// Whether the host's kernel has pressure files (PSI, Linux 4.20):
+    /// without them, neither does the mount.
+    fn has_pressure(&self) -> bool {
+        self.views.host().root().join("proc/pressure/cpu").exists()
+    }
+
+    /// The mode of a virtual file: read-only, but the pressure files' are
+    /// the host's (0666 since Linux 6.0: anyone may try a trigger).
+    fn vfile_mode(&self, f: VFile) -> u16 {
+        if f.pressure().is_none() {
+            return 0o444;
+        }
+        let host = self
+            .views
+            .host()
+            .root()
+            .join(f.host_path().trim_start_matches('/'));
+        std::fs::metadata(host).map_or(0o444, |m| (m.mode() & 0o666) as u16)
+    }
+
     fn lookup_ino(&self, parent: u64, name: &str, pid: u32) -> Result<(FileAttr, Duration), Errno> {
         if let Some(d) = DIRS
             .iter()
             .find(|d| d.1 == parent && d.2 == name && d.0 != ROOT)
         {
+            if d.0 == PRESSURE_DIR && !self.has_pressure() {
+                return Err(Errno::ENOENT);
+            }
             return self.getattr_ino(d.0, pid);
         }
         let files: &[VFile] = match parent {
             PROC => &VFile::PROC,
             CPU_DIR => &VFile::CPU,
+            PRESSURE_DIR => &VFile::PRESSURE,
             _ => &[],
         };
         if let Some(f) = files.iter().find(|f| f.name() == name) {
@@ -348,11 +411,15 @@ impl ProcLens {
             (ROOT, FileType::Directory, "..".to_owned()),
         ];
         for d in DIRS.iter().filter(|d| d.1 == ino && d.0 != ROOT) {
+            if d.0 == PRESSURE_DIR && !self.has_pressure() {
+                continue;
+            }
             out.push((d.0, FileType::Directory, d.2.to_owned()));
         }
         let files: &[VFile] = match ino {
             PROC => &VFile::PROC,
             CPU_DIR => &VFile::CPU,
+            PRESSURE_DIR => &VFile::PRESSURE,
             _ => &[],
         };
         for f in files {
@@ -412,6 +479,7 @@ impl ProcLens {
             load_averages,
             kept_descriptors: self.views.kept_descriptors(),
             sysinfo: self.sysinfo.as_ref().map(|s| s.counts()),
+            psi_triggers: self.triggers.len(),
             uptime: self.serving_since.elapsed(),
         })
     }
@@ -442,6 +510,36 @@ impl ProcLens {
         if let Err(e) = n.store(ino, start as u64, &data[start..]) {
             log::debug!("raising i_size of inode {}: {e}", ino.0);
         }
+    }
+
+    /// For a write-open of a pressure file by `req`'s process: the
+    /// permission checks the kernel would make, then its container's
+    /// pressure file opened read-write with the reader's privilege for
+    /// triggers (`Views::open_pressure`). Errors are the reader's answer.
+    fn open_trigger(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        r: crate::source::cgroup::Resource,
+    ) -> Result<(std::fs::File, String), Errno> {
+        let f = ino_vfile(ino.0).ok_or(Errno::ENOENT)?;
+        let pid = req.pid();
+        // The opener's credentials now, as the kernel would take them.
+        let cap_eff =
+            crate::source::proc::cap_eff(self.views.host().root(), pid).ok_or(Errno::ESRCH)?;
+        if !may_write(self.vfile_mode(f).into(), req.uid(), req.gid(), cap_eff) {
+            return Err(Errno::EACCES);
+        }
+        let privileged = caps::has(cap_eff, caps::CAP_SYS_RESOURCE);
+        self.views
+            .open_pressure(r, pid, privileged)
+            .map_err(|e| match &e {
+                view::Error::Open { error, .. } => errno(error),
+                _ => {
+                    log::warn!("a trigger for pid {pid}: {e}");
+                    Errno::EIO
+                }
+            })
     }
 
     /// Produces a file's content for `pid`.
@@ -504,7 +602,9 @@ impl Serving {
 }
 
 /// Mounts the filesystem at `at` under the mount source `fsname`
-/// (read-only, nosuid, nodev, noexec) and starts serving it from `views`.
+/// (nosuid, nodev, noexec; read-write only so that pressure files can be
+/// opened for triggers: every other write is refused by the filesystem)
+/// and starts serving it from `views`.
 /// The mount outlives the returned handle: it is the caller's to unmount
 /// (after a reload the path may be a successor's).
 /// `sysinfo` is the seccomp front end whose counters `.proclens/metrics`
@@ -518,16 +618,23 @@ pub fn serve(
     let config = session_config(vec![
         fuser::MountOption::FSName(fsname.to_string_lossy().into_owned()),
         fuser::MountOption::Subtype("proclens".into()),
-        fuser::MountOption::RO,
         fuser::MountOption::NoSuid,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoExec,
     ]);
     let notifier = Arc::new(OnceLock::new());
-    let session = fuser::Session::new(ProcLens::new(views, sysinfo, notifier.clone()), at, &config)
-        .map_err(|e| {
-            std::io::Error::new(e.kind(), format!("mounting FUSE at {}: {e}", at.display()))
-        })?;
+    let budget = crate::source::kept::Budget::for_process();
+    let triggers = Triggers::start(psi::PER_CONTAINER, budget.triggers).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("starting the PSI trigger thread: {e}"))
+    })?;
+    let session = fuser::Session::new(
+        ProcLens::new(views, sysinfo, triggers, notifier.clone()),
+        at,
+        &config,
+    )
+    .map_err(|e| {
+        std::io::Error::new(e.kind(), format!("mounting FUSE at {}: {e}", at.display()))
+    })?;
     let _ = notifier.set(session.notifier());
     let mut bg = session
         .spawn()
@@ -569,9 +676,16 @@ impl Filesystem for ProcLens {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.acc_mode() != OpenAccMode::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
+        let pressure = ino_vfile(ino.0).and_then(VFile::pressure);
+        let writes = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        let trigger = match (writes, pressure) {
+            (false, _) => None,
+            (true, None) => return reply.error(Errno::EROFS),
+            (true, Some(r)) => match self.open_trigger(req, ino, r) {
+                Ok(t) => Some(t),
+                Err(e) => return reply.error(e),
+            },
+        };
         let source = match ino_vfile(ino.0) {
             Some(f) => Source::Virtual(f),
             // Mode 0400 root: FUSE leaves permission checks to us.
@@ -605,6 +719,11 @@ impl Filesystem for ProcLens {
             self.raise_size(n, ino, &data);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        if let Some((file, container)) = trigger {
+            if let Err(e) = self.triggers.add(fh, file, container) {
+                return reply.error(errno(&e));
+            }
+        }
         if let Ok(mut h) = self.handles.lock() {
             h.insert(
                 fh,
@@ -686,6 +805,7 @@ impl Filesystem for ProcLens {
         if let Ok(mut h) = self.handles.lock() {
             h.remove(&fh.0);
         }
+        self.triggers.remove(fh.0);
         reply.ok();
     }
 
@@ -709,16 +829,204 @@ impl Filesystem for ProcLens {
         reply.ok();
     }
 
+    /// Only a pressure file opened for writing takes a write: a trigger.
     fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if !self.triggers.holds(fh.0) {
+            return reply.error(Errno::EROFS);
+        }
+        match self.triggers.write(fh.0, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Pressure files answer as the kernel's (psi_trigger_poll): POLLPRI
+    /// once per event, POLLERR | POLLPRI without a trigger; every other
+    /// file what a file without a poll method answers.
+    fn poll(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        ph: PollNotifier,
+        _events: PollEvents,
+        flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        if ino_vfile(ino.0).and_then(VFile::pressure).is_none() {
+            return reply.poll(default_pollmask());
+        }
+        // The kernel asks to be told of a change only when someone waits.
+        let waker: Option<psi::Waker> =
+            flags
+                .contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY)
+                .then(|| -> psi::Waker {
+                    Arc::new(move || {
+                        if let Err(e) = ph.clone().notify() {
+                            log::debug!("poll notification: {e}");
+                        }
+                    })
+                });
+        let ready = self.triggers.poll(fh.0, waker).unwrap_or(Ready::NoTrigger);
+        reply.poll(match ready {
+            Ready::Nothing => default_pollmask(),
+            Ready::Event => default_pollmask() | PollEvents::POLLPRI,
+            Ready::NoTrigger => default_pollmask() | PollEvents::POLLERR | PollEvents::POLLPRI,
+        });
+    }
+
+    /// A truncate of a pressure file opened for writing (a shell's `>`)
+    /// changes nothing, as on procfs; every other change is refused.
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let truncate_of_a_trigger = size.is_some()
+            && (mode, uid, gid) == (None, None, None)
+            && fh.is_some_and(|fh| self.triggers.holds(fh.0));
+        if !truncate_of_a_trigger {
+            return reply.error(Errno::EROFS);
+        }
+        match self.getattr_ino(ino.0, req.pid()) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn fallocate(
         &self,
         _req: &Request,
         _ino: INodeNo,
         _fh: FileHandle,
         _offset: u64,
-        _data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
         reply.error(Errno::EROFS);
@@ -787,13 +1095,28 @@ impl Filesystem for ProcLens {
         reply.error(Errno::ENOSYS);
     }
 
-    /// access(2): nothing here is writable; everything else is as the mode
-    /// bits say, which the kernel checks itself for other users.
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        if mask.contains(AccessFlags::W_OK) {
-            reply.error(Errno::EROFS);
-        } else {
-            reply.ok();
+    /// access(2): nothing here is writable but the pressure files, as
+    /// their modes say; everything else is as the mode bits say, which the
+    /// kernel checks itself for other users.
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        if !mask.contains(AccessFlags::W_OK) {
+            return reply.ok();
+        }
+        match ino_vfile(ino.0).filter(|f| f.pressure().is_some()) {
+            None => reply.error(Errno::EROFS),
+            Some(f) => {
+                let cap_eff = crate::source::proc::cap_eff(self.views.host().root(), req.pid());
+                if may_write(
+                    self.vfile_mode(f).into(),
+                    req.uid(),
+                    req.gid(),
+                    cap_eff.unwrap_or(0),
+                ) {
+                    reply.ok();
+                } else {
+                    reply.error(Errno::EACCES);
+                }
+            }
         }
     }
 }

@@ -34,8 +34,7 @@ impl Kind {
 
     fn label(i: usize) -> String {
         match VFile::ALL.get(i) {
-            Some(f) if VFile::CPU.contains(f) => format!("cpu/{}", f.name()),
-            Some(f) => f.name().to_owned(),
+            Some(f) => f.label(),
             None => OTHER[i - VFile::ALL.len()].to_owned(),
         }
     }
@@ -67,6 +66,8 @@ pub struct State {
     pub kept_descriptors: usize,
     /// sysinfo(2): (calls answered, handed back to the kernel, containers).
     pub sysinfo: Option<(u64, u64, usize)>,
+    /// Pressure files held open for PSI triggers (`super::psi`).
+    pub psi_triggers: usize,
     pub uptime: Duration,
 }
 
@@ -144,7 +145,7 @@ impl Metrics {
             );
         }
         let (answered, continued, served) = st.sysinfo.unwrap_or_default();
-        let scalars: [(&str, &str, &str, String); 8] = [
+        let scalars: [(&str, &str, &str, String); 9] = [
             (
                 "fallbacks_total",
                 "counter",
@@ -186,6 +187,12 @@ impl Metrics {
                 "gauge",
                 "Containers whose sysinfo(2) calls this worker answers.",
                 served.to_string(),
+            ),
+            (
+                "psi_triggers",
+                "gauge",
+                "Pressure files opened for writing through the mount, each holding a cgroup pressure file for a PSI trigger.",
+                st.psi_triggers.to_string(),
             ),
             (
                 "uptime_seconds",
@@ -370,8 +377,10 @@ mod tests {
             load_averages: 6,
             kept_descriptors: 8,
             sysinfo: Some((9, 1, 2)),
+            psi_triggers: 9,
             uptime: Duration::from_secs(7),
         });
+        assert!(text.contains("\nproclens_psi_triggers 9\n"), "{text}");
         let opens = counts(&text, "proclens_opens_total");
         assert!(
             opens.contains(&("file=\"meminfo\"".into(), 2.0)),

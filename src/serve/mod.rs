@@ -1,7 +1,10 @@
 //! The front ends that answer readers: the FUSE file system (`fuse`, the
-//! only code that knows fuser) and the counters they keep (`metrics`).
-//! They resolve nothing and render nothing themselves: that is `container`.
+//! only code that knows fuser), the PSI triggers written through it
+//! (`psi`), sysinfo(2) over seccomp (`sysinfo`) and the counters they keep
+//! (`metrics`). They resolve nothing
+//! and render nothing themselves: that is `container`.
 
 pub mod fuse;
 pub mod metrics;
+pub mod psi;
 pub mod sysinfo;

@@ -50,6 +50,15 @@ impl Host {
         })
     }
 
+    /// Like [`Host::read`]; `None` when the file does not exist.
+    pub fn read_opt(&self, abs: &str) -> Result<Option<String>, Error> {
+        match self.read(abs) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Online CPUs from `/sys/devices/system/cpu/online`.
     pub fn online_cpus(&self) -> Result<Vec<u32>, Error> {
         let abs = "/sys/devices/system/cpu/online";
@@ -72,6 +81,17 @@ pub fn boottime_ns() -> u64 {
     // exists on every Linux since 2.6.39.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The size of a page, the unit of /proc/vmstat's page counts.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
 }
 
 /// Clock ticks per second (USER_HZ) that /proc counts CPU time in.

@@ -267,30 +267,35 @@ impl KeptDir {
 pub struct Budget {
     /// Kept directories (each with up to [`MAX_FILES`] files).
     pub dirs: usize,
-    /// Kept per-task stat files.
+    /// Kept tasks (each with its stat and schedstat files).
     pub tasks: usize,
     /// Kept host files.
     pub host: usize,
+    /// Pressure files open for PSI triggers, daemon-wide.
+    pub triggers: usize,
 }
 
 /// Descriptors left for everything the kept tables are not.
 pub const RESERVED_FDS: u64 = 2048;
-/// The most the tables ever keep, whatever the limit: 4096 directories
-/// and 32768 tasks (about 135k descriptors; the unit's LimitNOFILE leaves
-/// room for them).
+/// The most the tables ever keep, whatever the limit: 4096 directories,
+/// 32768 tasks and 4096 triggers (about 172k descriptors; the unit's
+/// LimitNOFILE leaves room for them).
 const MAX_DIRS: usize = 4096;
 const MAX_TASKS: usize = 32768;
 const MAX_HOST: usize = 1024;
+const MAX_TRIGGERS: usize = 4096;
 
 impl Budget {
     /// Of what the limit leaves: 45% for directories and their files, 45%
-    /// for tasks, 5% for host files; never less than a few of each.
+    /// for tasks, 5% for host files, 2.5% for PSI triggers; never less
+    /// than a few of each.
     pub fn for_limit(nofile: u64) -> Budget {
         let spare = nofile.saturating_sub(RESERVED_FDS) as usize;
         Budget {
             dirs: (spare * 9 / 20 / (MAX_FILES + 1)).clamp(8, MAX_DIRS),
-            tasks: (spare * 9 / 20).clamp(64, MAX_TASKS),
+            tasks: (spare * 9 / 20 / 2).clamp(64, MAX_TASKS),
             host: (spare / 20).clamp(16, MAX_HOST),
+            triggers: (spare / 40).clamp(16, MAX_TRIGGERS),
         }
     }
 
@@ -632,7 +637,7 @@ mod tests {
         // the tables may hold plus the reserve stays within the limit.
         for limit in [8192u64, 20000, 65536, 262144, 1 << 20] {
             let b = Budget::for_limit(limit);
-            let used = (b.dirs * (MAX_FILES + 1) + b.tasks + b.host) as u64;
+            let used = (b.dirs * (MAX_FILES + 1) + b.tasks * 2 + b.host + b.triggers) as u64;
             assert!(used + RESERVED_FDS <= limit, "{limit}: {b:?} uses {used}");
         }
         // The unit's LimitNOFILE gives the full tables.
@@ -646,8 +651,8 @@ mod tests {
             .expect("a number");
         let full = Budget::for_limit(limit);
         assert_eq!(
-            (full.dirs, full.tasks),
-            (MAX_DIRS, MAX_TASKS),
+            (full.dirs, full.tasks, full.triggers),
+            (MAX_DIRS, MAX_TASKS, MAX_TRIGGERS),
             "LimitNOFILE={limit}"
         );
     }

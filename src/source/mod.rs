@@ -3,6 +3,7 @@
 //! take a filesystem root (`/`, or a captured fixture tree) and parse text;
 //! nothing here knows about containers, renderings or FUSE.
 
+pub mod caps;
 pub mod cgroup;
 pub mod host;
 pub mod kept;

@@ -139,19 +139,73 @@ pub fn read_cgroup(root: &Path, pid: u32) -> Result<String, Error> {
     crate::source::kfile::read_text(&path).map_err(|error| Error::Read { path, error })
 }
 
-/// Kept `/proc/<tid>/task/<tid>/stat` descriptors, for counting a
-/// container's running and blocked tasks on every read at the cost of one
-/// pread per task. A kept descriptor always refers to the task it was
-/// opened for: once that task is gone it answers ESRCH, even when its tid
-/// is given to a new task, so it can never show another task's state.
+/// The second field of `/proc/<tid>/schedstat` ("run wait timeslices",
+/// Documentation/scheduler/sched-stats.rst): nanoseconds the task has
+/// spent runnable on a run queue, waiting for a CPU.
+pub fn parse_run_delay(text: &str) -> Option<u64> {
+    let mut f = text.split_whitespace();
+    let (_, delay, _) = (f.next()?, f.next()?, f.next()?);
+    delay.parse().ok()
+}
+
+/// The `CapEff:` mask of `/proc/<pid>/status`: the capabilities the
+/// process's effective set holds, a bit per capability
+/// (include/uapi/linux/capability.h).
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// `pid`'s effective capabilities, `None` if they cannot be read.
+pub fn cap_eff(root: &Path, pid: u32) -> Option<u64> {
+    let status = crate::source::kfile::read_text(&root.join(format!("proc/{pid}/status"))).ok()?;
+    parse_cap_eff(&status)
+}
+
+/// One task as [`Tasks::sample`] saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskTime {
+    pub tid: u32,
+    /// Start time in clock ticks after boot: with the tid, who it is.
+    pub starttime: u64,
+    /// Nanoseconds it has waited for a CPU while runnable (schedstat).
+    pub run_delay: u64,
+}
+
+/// What the tasks of a container are doing, from their own files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskSample {
+    pub running: usize,
+    pub blocked: usize,
+    /// Each task's wait for a CPU, when asked for and the kernel has
+    /// schedstat (CONFIG_SCHED_INFO).
+    pub waits: Option<Vec<TaskTime>>,
+}
+
+/// A task's kept files: `stat`, and `schedstat` once it is asked for.
+#[derive(Debug)]
+struct TaskFiles {
+    stat: Kept,
+    schedstat: std::sync::OnceLock<Option<Kept>>,
+}
+
+/// Kept `/proc/<tid>/task/<tid>/{stat,schedstat}` descriptors, for
+/// counting a container's running and blocked tasks, and the time they
+/// waited for a CPU, on every read at the cost of a pread or two per task.
+/// A kept descriptor always refers to the task it was opened for: once
+/// that task is gone it answers ESRCH, even when its tid is given to a new
+/// task, so it can never show another task's state.
 #[derive(Debug)]
 pub struct Tasks {
     root: PathBuf,
-    lru: Lru<u32, Kept>,
+    lru: Lru<u32, TaskFiles>,
 }
 
 impl Tasks {
-    /// At most `cap` tasks are kept open.
+    /// At most `cap` tasks are kept open (two descriptors each, at most).
     pub fn new(root: &Path, cap: usize) -> Tasks {
         Tasks {
             root: root.to_owned(),
@@ -159,43 +213,98 @@ impl Tasks {
         }
     }
 
-    fn open(&self, tid: u32) -> std::io::Result<Kept> {
-        // The thread's own stat (its state, not its thread group's sums);
-        // a captured fixture tree only has proc/<pid>/stat.
-        Kept::open(&self.root.join(format!("proc/{tid}/task/{tid}/stat")))
-            .or_else(|_| Kept::open(&self.root.join(format!("proc/{tid}/stat"))))
+    /// The thread's own file (its state, not its thread group's sums); a
+    /// captured fixture tree only has proc/<pid>/<name>.
+    fn open_file(&self, tid: u32, name: &str) -> std::io::Result<Kept> {
+        Kept::open(&self.root.join(format!("proc/{tid}/task/{tid}/{name}")))
+            .or_else(|_| Kept::open(&self.root.join(format!("proc/{tid}/{name}"))))
     }
 
-    /// The state letter of task `tid` (R, S, D, ...), `None` if it is gone.
-    pub fn state(&self, tid: u32) -> Option<char> {
-        let read = |k: &Kept| k.read_text().ok().and_then(|t| parse_stat(&t).ok());
+    fn open(&self, tid: u32) -> std::io::Result<TaskFiles> {
+        Ok(TaskFiles {
+            stat: self.open_file(tid, "stat")?,
+            schedstat: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Task `tid`'s stat and, with `delay`, its run delay (`None` without
+    /// schedstat); `None` if the task is gone.
+    fn read(&self, tid: u32, delay: bool) -> Option<(ProcStat, Option<u64>)> {
+        let read = |k: &TaskFiles| -> Option<(ProcStat, Option<u64>)> {
+            let st = parse_stat(&k.stat.read_text().ok()?).ok()?;
+            if !delay {
+                return Some((st, None));
+            }
+            let rd = match k
+                .schedstat
+                .get_or_init(|| self.open_file(tid, "schedstat").ok())
+            {
+                None => None,
+                // Read after stat: a task gone in between answers ESRCH.
+                Some(f) => Some(parse_run_delay(&f.read_text().ok()?)?),
+            };
+            Some((st, rd))
+        };
         let k = self.lru.get_or_open(&tid, || self.open(tid)).ok()?;
-        if let Some(s) = read(&k) {
-            return Some(s.state);
+        if let Some(r) = read(&k) {
+            return Some(r);
         }
         // Gone, or its tid reused by the task listed now: open that one.
         self.lru.forget(&tid, &k);
         let k = self.lru.get_or_open(&tid, || self.open(tid)).ok()?;
-        read(&k).map(|s| s.state)
+        read(&k)
+    }
+
+    /// The state letter of task `tid` (R, S, D, ...), `None` if it is gone.
+    pub fn state(&self, tid: u32) -> Option<char> {
+        self.read(tid, false).map(|(s, _)| s.state)
     }
 
     /// (running, blocked) among `tids`; `reader` counts as running (the
     /// kernel counts the reading task, which sleeps in FUSE meanwhile).
     pub fn count(&self, tids: &[u32], reader: u32) -> (usize, usize) {
-        let (mut r, mut d) = (0, 0);
+        let s = self.sample(tids, reader, false);
+        (s.running, s.blocked)
+    }
+
+    /// Running and blocked tasks among `tids` as [`Tasks::count`], and with
+    /// `delays` each one's run delay. A task that exited since the list was
+    /// read counts as nothing.
+    pub fn sample(&self, tids: &[u32], reader: u32, delays: bool) -> TaskSample {
+        let mut out = TaskSample {
+            waits: delays.then(|| Vec::with_capacity(tids.len())),
+            ..TaskSample::default()
+        };
+        let mut schedstat = true;
         for tid in tids {
-            if *tid == reader {
-                r += 1;
+            // The reader's own stat would say S: it sleeps in FUSE.
+            if *tid == reader && !delays {
+                out.running += 1;
                 continue;
             }
-            // A task that exited since the list was read counts as neither.
-            match self.state(*tid) {
-                Some('R') => r += 1,
-                Some('D') => d += 1,
+            let Some((st, rd)) = self.read(*tid, delays) else {
+                continue;
+            };
+            match st.state {
+                _ if *tid == reader => out.running += 1,
+                'R' => out.running += 1,
+                'D' => out.blocked += 1,
+                _ => {}
+            }
+            match (rd, out.waits.as_mut()) {
+                (Some(run_delay), Some(w)) => w.push(TaskTime {
+                    tid: *tid,
+                    starttime: st.starttime,
+                    run_delay,
+                }),
+                (None, Some(_)) => schedstat = false,
                 _ => {}
             }
         }
-        (r, d)
+        if !schedstat {
+            out.waits = None;
+        }
+        out
     }
 
     /// Closes what nobody read for a while; returns how many stay open.
@@ -203,9 +312,13 @@ impl Tasks {
         self.lru.expire(IDLE)
     }
 
-    /// Task stat files kept open.
+    /// Task files kept open.
     pub fn kept_descriptors(&self) -> usize {
-        self.lru.len()
+        self.lru
+            .values()
+            .iter()
+            .map(|(_, k)| 1 + usize::from(matches!(k.schedstat.get(), Some(Some(_)))))
+            .sum()
     }
 }
 
@@ -259,5 +372,42 @@ mod tests {
             inside,
             std::fs::read_to_string("/proc/self/cgroup").expect("read")
         );
+    }
+    #[test]
+    fn schedstat_and_capabilities() {
+        // This host's /proc/self/task/<tid>/schedstat and a root shell's
+        // status line.
+        assert_eq!(
+            parse_run_delay("1380092393 27470071 6302\n"),
+            Some(27470071)
+        );
+        assert_eq!(parse_run_delay("1 2\n"), None);
+        assert_eq!(parse_run_delay("1 x 3\n"), None);
+        let status = "Name:\tsh\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("CapEff:\t0000000000000000\n"), Some(0));
+        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
+        assert_eq!(parse_cap_eff("Name:\tsh\n"), None);
+    }
+
+    #[test]
+    fn a_thread_of_ours_waits_and_the_sample_says_so() {
+        // This thread's own schedstat through the kept descriptors, read
+        // twice: the run delay never goes backwards, and the state of a
+        // task that is gone is not counted.
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        let tasks = Tasks::new(Path::new("/"), 8);
+        let a = tasks.sample(&[tid, u32::MAX], 0, true);
+        let w = a.waits.expect("schedstat on this kernel");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].tid, tid);
+        assert_eq!(a.running, 1, "this thread runs");
+        let b = tasks.sample(&[tid], 0, true).waits.expect("schedstat");
+        assert!(b[0].run_delay >= w[0].run_delay);
+        assert_eq!(b[0].starttime, w[0].starttime);
+        assert_eq!(tasks.kept_descriptors(), 2);
+        // Without delays only stat is read, and the reader is running.
+        let c = tasks.sample(&[tid], tid, false);
+        assert_eq!((c.running, c.waits), (1, None));
     }
 }

@@ -6,7 +6,10 @@
 //! It drives cgroup v1 (and hybrid hosts, whose controllers are on v1) and
 //! pure cgroup v2, whichever `/proc/self/mountinfo` shows
 //! ([`cgroup_version`]). On v1 a container is one directory per controller
-//! hierarchy; on v2 it is one directory below the unified mount, whose
+//! hierarchy, and one in the unified hierarchy when cgroup2 is mounted
+//! beside them (a hybrid host: no controller there, but the kernel accounts
+//! pressure stalls to it, as engines' containers have); on v2 it is one
+//! directory below the unified mount, whose
 //! root must already have `memory cpu cpuset io pids` in its
 //! `cgroup.subtree_control` (the harness only ever writes to cgroups it
 //! created). `PROCLENS_E2E_CGROUP=v1|v2` makes a run fail unless it is on
@@ -881,6 +884,11 @@ m=$1; shift
 for f in meminfo cpuinfo stat loadavg uptime diskstats swaps; do
     mount --bind "$m/proc/$f" "/proc/$f"
 done
+# lxcfs, the stand-in, has no vmstat; a kernel without PSI no pressure files.
+if [ -e "$m/proc/vmstat" ]; then mount --bind "$m/proc/vmstat" /proc/vmstat; fi
+for r in cpu memory io; do
+    if [ -e "$m/proc/pressure/$r" ]; then mount --bind "$m/proc/pressure/$r" "/proc/pressure/$r"; fi
+done
 mount --bind "$m/sys/devices/system/cpu" /sys/devices/system/cpu
 # iostat reads /sys/block/<disk>/stat (lxcfs, the stand-in, has no sys/block).
 if [ -d "$m/sys/block" ]; then mount --bind "$m/sys/block" /sys/block; fi
@@ -975,7 +983,8 @@ impl<'d> Container<'d> {
     }
 
     /// The root directory of every hierarchy the container has a cgroup
-    /// in (cpu and cpuacct may share one v1 hierarchy; it counts once).
+    /// in (cpu and cpuacct may share one v1 hierarchy; it counts once), on
+    /// v1 the unified one last when it is mounted.
     fn hierarchies(&self) -> Vec<PathBuf> {
         match self.version {
             CgroupVersion::V2 => vec![cgroup_v2_mount().expect("cgroup2 mounted")],
@@ -988,6 +997,7 @@ impl<'d> Container<'d> {
                         seen.push(root);
                     }
                 }
+                seen.extend(cgroup_v2_mount());
                 seen
             }
         }
@@ -1164,6 +1174,23 @@ impl<'d> Container<'d> {
     /// of [`Container::cgroup_dir`] for a nested container, else the same).
     pub fn root_cgroup_dir(&self, controller: &str) -> PathBuf {
         self.dir_at(0, controller)
+    }
+
+    /// The directory whose `*.pressure` files are the container's: its
+    /// root cgroup in the unified hierarchy (on v1, the one beside the
+    /// controllers'). Fails the test, saying why, when there is none or the
+    /// kernel has no PSI.
+    pub fn pressure_dir(&self) -> PathBuf {
+        let unified = cgroup_v2_mount().unwrap_or_else(|| {
+            panic!("no cgroup2 mount: the kernel accounts pressure stalls only in the unified hierarchy")
+        });
+        let dir = unified.join(self.paths[0].trim_start_matches('/'));
+        assert!(
+            dir.join("cpu.pressure").exists(),
+            "{} has no cpu.pressure: this kernel has no PSI (boot it with psi=1)",
+            dir.display()
+        );
+        dir
     }
 
     /// Writes `value` to the control file `file` of the cgroup the
@@ -1726,6 +1753,19 @@ pub fn top_idle_percents(out: &str) -> Vec<f64> {
                         .or_else(|| f.trim().strip_suffix("id"))
                 })
                 .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// The percentages of field `field` (`us`, `sy`, `id`, `st`, ...) of every
+/// `%Cpu(s):` summary line top printed, in order.
+pub fn top_percents(out: &str, field: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("%Cpu(s):"))
+        .filter_map(|rest| {
+            rest.split(',')
+                .find_map(|f| f.trim().strip_suffix(field).map(str::trim))
+                .and_then(|v| v.parse().ok())
         })
         .collect()
 }

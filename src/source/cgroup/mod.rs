@@ -9,12 +9,52 @@ mod read;
 pub use mounts::{Controller, Membership, Mounts};
 pub use parse::{DevNum, IoCounters};
 pub use placement::{Dir, Placement, Version};
-pub use read::{CpuLimits, CpuUsage, Error, MemStat, Memory};
+pub use read::{CpuLimits, CpuUsage, Error, MemCounters, MemStat, Memory, Swap};
 
 use crate::source::kept::Dirs;
 use read::Files;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// A resource the kernel accounts pressure stalls for
+/// (Documentation/accounting/psi.rst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Cpu,
+    Memory,
+    Io,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::Io];
+
+    /// Its name in `/proc/pressure/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Io => "io",
+        }
+    }
+
+    /// Its file in a cgroup of the unified hierarchy.
+    pub fn cgroup_file(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu.pressure",
+            Resource::Memory => "memory.pressure",
+            Resource::Io => "io.pressure",
+        }
+    }
+
+    /// The host's file, the system-wide stalls.
+    pub fn proc_path(self) -> &'static str {
+        match self {
+            Resource::Cpu => "/proc/pressure/cpu",
+            Resource::Memory => "/proc/pressure/memory",
+            Resource::Io => "/proc/pressure/io",
+        }
+    }
+}
 
 /// The host's cgroup layout: which controller is on which hierarchy.
 #[derive(Debug)]
@@ -133,6 +173,27 @@ impl Cgroups {
         Placement { dirs }
     }
 
+    /// The cgroup of `m` in the unified hierarchy, whatever controllers it
+    /// carries: the kernel accounts a task's pressure stalls to its cgroup
+    /// there (kernel/sched/psi.c, task_dfl_cgroup), on a hybrid host too,
+    /// where the unified hierarchy has no controller. `None` without a
+    /// cgroup2 mount or when the path is outside what it shows.
+    pub fn unified(&self, m: &Membership) -> Option<Dir> {
+        let mount = self.mounts.v2.as_ref()?;
+        let path = mounts::cgroup_dir(mount, m.v2.as_deref()?)?;
+        Some(Dir {
+            version: Version::V2,
+            path: under(&self.root, &path),
+            top: under(&self.root, &mount.mountpoint),
+        })
+    }
+
+    /// The text of a unified cgroup's pressure file for `r`; `None` when
+    /// it has none (a kernel without PSI, or PSI switched off for it).
+    pub fn pressure(&self, dir: &Dir, r: Resource) -> Result<Option<String>, Error> {
+        Files(&self.dirs).text_opt(&dir.path, r.cgroup_file())
+    }
+
     /// The membership a process in cgroup `path` has (same path on every
     /// hierarchy), for `proclens show --cgroup`.
     pub fn membership_of_path(&self, path: &str) -> Membership {
@@ -162,6 +223,24 @@ impl Cgroups {
 
     pub fn cpu_usage(&self, p: &Placement) -> Result<Option<CpuUsage>, Error> {
         read::cpu_usage(Files(&self.dirs), p)
+    }
+
+    /// [`Cgroups::memory`] and every counter of the same `memory.stat`,
+    /// read once, for `/proc/vmstat`.
+    pub fn memory_counters(&self, p: &Placement) -> Result<Option<(Memory, MemCounters)>, Error> {
+        p.get(Controller::Memory)
+            .filter(|d| !d.is_root())
+            .map(|d| read::memory_counters(Files(&self.dirs), d))
+            .transpose()
+    }
+
+    /// Nanoseconds the cgroup's own CFS quota held its tasks back (summed
+    /// over CPUs); 0 without a cpu controller.
+    pub fn throttled(&self, p: &Placement) -> Result<u64, Error> {
+        match p.get(Controller::Cpu).filter(|d| !d.is_root()) {
+            Some(d) => read::throttled(Files(&self.dirs), d),
+            None => Ok(0),
+        }
     }
 
     /// `None` without an I/O controller, or in the root cgroup (the host:

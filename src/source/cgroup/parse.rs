@@ -255,6 +255,77 @@ pub fn number_list(text: &str) -> Result<Vec<u64>, ParseError> {
     text.split_whitespace().map(number).collect()
 }
 
+/// One line of a pressure stall file: the share of wall time some (or
+/// all) tasks were stalled, averaged over 10, 60 and 300 s (percent, two
+/// decimals), and the total stall time in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PsiLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// Microseconds.
+    pub total: u64,
+}
+
+/// A pressure stall file (`/proc/pressure/<res>`, a cgroup's
+/// `<res>.pressure`; Documentation/accounting/psi.rst): a `some` line and,
+/// on kernels that have it for this resource, a `full` line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Psi {
+    pub some: PsiLine,
+    pub full: Option<PsiLine>,
+}
+
+fn psi_line(rest: &str) -> Result<PsiLine, ParseError> {
+    let mut it = rest.split_whitespace();
+    let mut field = |name: &str| -> Result<&str, ParseError> {
+        it.next()
+            .and_then(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .ok_or_else(|| err(format!("expected {name}=... in {rest:?}")))
+    };
+    let avg = |v: &str| -> Result<f64, ParseError> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| err(format!("bad average {v:?}")))
+    };
+    let line = PsiLine {
+        avg10: avg(field("avg10")?)?,
+        avg60: avg(field("avg60")?)?,
+        avg300: avg(field("avg300")?)?,
+        total: number(field("total")?)?,
+    };
+    match it.next() {
+        None => Ok(line),
+        Some(x) => Err(err(format!("unexpected {x:?} in {rest:?}"))),
+    }
+}
+
+/// Parses a pressure stall file (kernel/sched/psi.c psi_show): `some`,
+/// then an optional `full`, each once.
+pub fn psi(text: &str) -> Result<Psi, ParseError> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let some = lines
+        .next()
+        .and_then(|l| l.strip_prefix("some "))
+        .ok_or_else(|| err("no \"some\" line first"))?;
+    let full = match lines.next() {
+        None => None,
+        Some(l) => {
+            Some(psi_line(l.strip_prefix("full ").ok_or_else(|| {
+                err(format!("expected \"full\", got {l:?}"))
+            })?)?)
+        }
+    };
+    if let Some(l) = lines.next() {
+        return Err(err(format!("unexpected line {l:?}")));
+    }
+    Ok(Psi {
+        some: psi_line(some)?,
+        full,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +401,38 @@ mod tests {
         );
         assert!(cpuacct_usage_all("0 10 20\n").is_err());
         assert!(cpuacct_usage_all("cpu user system\n1 10 20\n").is_err());
+    }
+    #[test]
+    fn pressure_files_as_the_kernel_writes_them() {
+        // Captured: this host's /proc/pressure/io and a v2 cgroup's
+        // cpu.pressure (tests/fixtures/v2).
+        let p = psi("some avg10=0.00 avg60=0.18 avg300=0.51 total=48431025\nfull avg10=0.00 avg60=0.00 avg300=0.01 total=15055536\n")
+            .expect("parses");
+        assert_eq!(p.some.total, 48431025);
+        assert_eq!(p.some.avg300, 0.51);
+        assert_eq!(p.full.map(|f| f.total), Some(15055536));
+        let cg = include_str!(
+            "../../../tests/fixtures/v2/root/sys/fs/cgroup/proclens-fixture/cpu.pressure"
+        );
+        let p = psi(cg).expect("parses");
+        assert_eq!((p.some.total, p.some.avg10), (16017723, 5.93));
+        // Kernels before 5.13 have no "full" line for cpu.
+        assert_eq!(
+            psi("some avg10=1.00 avg60=2.00 avg300=3.00 total=4\n").map(|p| p.full),
+            Ok(None)
+        );
+        for bad in [
+            "",
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00\n",
+            "some avg10=x avg60=0.00 avg300=0.00 total=0\n",
+            "some avg60=0.00 avg10=0.00 avg300=0.00 total=0\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1 more=2\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+        ] {
+            assert!(psi(bad).is_err(), "{bad:?}");
+        }
     }
 }

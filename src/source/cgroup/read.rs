@@ -195,14 +195,23 @@ pub struct Memory {
 }
 
 pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
+    memory_with(fs, dir, |_| ()).map(|(m, ())| m)
+}
+
+/// The memory controller's numbers, and `f` of its `memory.stat` (parsed
+/// once for both).
+fn memory_with<T>(
+    fs: Files,
+    dir: &Dir,
+    f: impl FnOnce(&BTreeMap<&str, u64>) -> T,
+) -> Result<(Memory, T), Error> {
     let p = &dir.path;
+    let stat_text = fs.text(p, "memory.stat")?;
+    let map = parse::flat_keyed(&stat_text).map_err(|e| parse_err(p, "memory.stat", e))?;
     match dir.version {
         Version::V2 => {
             let limit = min_over_chain(fs, dir, "memory.max", parse::limit)?;
             let usage = fs.parsed(p, "memory.current", parse::number)?;
-            let stat = fs.parsed(p, "memory.stat", |t| {
-                parse::flat_keyed(t).map(|m| MemStat::from_v2(&m))
-            })?;
             let swap = match fs.parsed_opt(p, "memory.swap.current", parse::number)? {
                 None => None,
                 Some(usage) => Some(Swap {
@@ -210,19 +219,17 @@ pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
                     usage,
                 }),
             };
-            Ok(Memory {
+            let m = Memory {
                 limit,
                 usage,
-                stat,
+                stat: MemStat::from_v2(&map),
                 swap,
-            })
+            };
+            Ok((m, f(&map)))
         }
         Version::V1 => {
             let limit = min_over_chain(fs, dir, "memory.limit_in_bytes", v1_limit)?;
             let usage = fs.parsed(p, "memory.usage_in_bytes", parse::number)?;
-            let stat = fs.parsed(p, "memory.stat", |t| {
-                parse::flat_keyed(t).map(|m| MemStat::from_v1(&m))
-            })?;
             // memsw counts memory + swap; what is left over is the swap part.
             let swap = match fs.parsed_opt(p, "memory.memsw.usage_in_bytes", parse::number)? {
                 None => None,
@@ -239,14 +246,77 @@ pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
                     })
                 }
             };
-            Ok(Memory {
+            let m = Memory {
                 limit,
                 usage,
-                stat,
+                stat: MemStat::from_v1(&map),
                 swap,
-            })
+            };
+            Ok((m, f(&map)))
         }
     }
+}
+
+/// Every count of a cgroup's `memory.stat`, by its v2 name (bytes for
+/// amounts, plain counts for events), plus `oom_kill`: what `/proc/vmstat`
+/// can say of the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemCounters(pub BTreeMap<String, u64>);
+
+impl MemCounters {
+    pub fn get(&self, key: &str) -> Option<u64> {
+        self.0.get(key).copied()
+    }
+
+    /// v2 `memory.stat` as it is.
+    pub fn from_v2(m: &BTreeMap<&str, u64>) -> MemCounters {
+        MemCounters(m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
+    }
+
+    /// v1 `memory.stat`: its hierarchical `total_*` keys (the container
+    /// with its children), under the v2 name of each. v1's `pgpgin` and
+    /// `pgpgout` count pages charged to and uncharged from the cgroup, not
+    /// paging I/O, so they are left out rather than mistaken for vmstat's.
+    pub fn from_v1(m: &BTreeMap<&str, u64>) -> MemCounters {
+        MemCounters(
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let name = match k.strip_prefix("total_")? {
+                        "pgpgin" | "pgpgout" => return None,
+                        "cache" => "file",
+                        "rss" => "anon",
+                        "rss_huge" => "anon_thp",
+                        "mapped_file" => "file_mapped",
+                        "dirty" => "file_dirty",
+                        "writeback" => "file_writeback",
+                        other => other,
+                    };
+                    Some((name.to_owned(), *v))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The memory controller's numbers and its counters, `oom_kill` from
+/// `memory.events` (v2, the cgroup and its descendants) or
+/// `memory.oom_control` (v1) when the kernel has it.
+pub(super) fn memory_counters(fs: Files, dir: &Dir) -> Result<(Memory, MemCounters), Error> {
+    let (m, mut counters) = memory_with(fs, dir, |map| match dir.version {
+        Version::V2 => MemCounters::from_v2(map),
+        Version::V1 => MemCounters::from_v1(map),
+    })?;
+    let events = match dir.version {
+        Version::V2 => "memory.events",
+        Version::V1 => "memory.oom_control",
+    };
+    let oom = fs.parsed_opt(&dir.path, events, |t| {
+        parse::flat_keyed(t).map(|m| m.get("oom_kill").copied())
+    })?;
+    if let Some(Some(n)) = oom {
+        counters.0.insert("oom_kill".to_owned(), n);
+    }
+    Ok((m, counters))
 }
 
 /// What bounds a cgroup's CPU use.
@@ -379,6 +449,21 @@ pub(super) fn cpu_usage(fs: Files, p: &Placement) -> Result<Option<CpuUsage>, Er
             }))
         }
     }
+}
+
+/// The time the cgroup's CFS quota held its tasks back, in nanoseconds,
+/// summed over CPUs: `cpu.stat` `throttled_usec` (v2) or `throttled_time`
+/// (v1, ns). 0 when the file does not say (no bandwidth control: nothing
+/// was ever throttled).
+pub(super) fn throttled(fs: Files, dir: &Dir) -> Result<u64, Error> {
+    let (key, unit) = match dir.version {
+        Version::V2 => ("throttled_usec", 1000),
+        Version::V1 => ("throttled_time", 1),
+    };
+    let v = fs.parsed_opt(&dir.path, "cpu.stat", |t| {
+        parse::flat_keyed(t).map(|m| m.get(key).copied())
+    })?;
+    Ok(v.flatten().unwrap_or(0).saturating_mul(unit))
 }
 
 /// Splits `total` ns into (user, system) in the proportion of `ratio`; all
