@@ -105,10 +105,10 @@ fn serving(mountpoint: &Path) -> bool {
 }
 
 /// On a thread: waits until the mount at `mountpoint` answers, sends
-/// `READY=1`, then, if systemd asked for a watchdog, sends `WATCHDOG=1` at
-/// half its interval for as long as the mount still answers (a hung FUSE
-/// session stops the pings and systemd restarts the service). Does nothing
-/// when not started by systemd.
+/// `READY=1`, then, if systemd asked for a watchdog, sends `WATCHDOG=1`
+/// with it and at half its interval for as long as the mount still answers
+/// (a hung FUSE session stops the pings and systemd restarts the service).
+/// Does nothing when not started by systemd.
 pub fn ready_when_serving(mountpoint: &Path) {
     if global().is_none() {
         return;
@@ -125,7 +125,16 @@ pub fn ready_when_serving(mountpoint: &Path) {
             while !serving(&mp) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            notify(&format!("READY=1\nSTATUS=serving {}", mp.display()));
+            // The first ping goes with READY=1. systemd's watchdog timer
+            // runs on from the last ping through a reload, which
+            // re-executes this process in the same pid: if the new image
+            // waited a whole interval before its first ping, reloads in a
+            // row would starve the watchdog and get the service killed.
+            let ready = format!("READY=1\nSTATUS=serving {}", mp.display());
+            notify(&match interval {
+                Some(_) => format!("{ready}\nWATCHDOG=1"),
+                None => ready,
+            });
             let Some(every) = interval else {
                 return;
             };
