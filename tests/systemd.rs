@@ -407,6 +407,17 @@ impl Stopped {
         s
     }
 
+    /// Whether the process has exited (its pidfd polls readable).
+    fn exited(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
     fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
         // SAFETY: our pidfd; a null siginfo means "as if by kill(2)".
         let r = unsafe {
@@ -826,14 +837,7 @@ fn a_stopped_worker_trips_the_watchdog_and_the_container_recovers() {
     let worker = svc.worker(main);
 
     let t_stop = monotonic_usec();
-    let _cont = Stopped::stop(worker);
-    let new_main = wait_for("systemd restarted proclens.service", STATE_TIMEOUT, || {
-        let p = props(UNIT, &["ActiveState", "MainPID", "NRestarts"]);
-        (p["ActiveState"] == "active"
-            && num(&p, "MainPID") != u64::from(main)
-            && num(&p, "NRestarts") == nrestarts + 1)
-            .then(|| num(&p, "MainPID"))
-    });
+    let stopped = Stopped::stop(worker);
     let fired = wait_for(
         "systemd's watchdog message in the journal",
         STATE_TIMEOUT,
@@ -847,6 +851,34 @@ fn a_stopped_worker_trips_the_watchdog_and_the_container_recovers() {
                 .map(entry_time)
         },
     );
+    // The watchdog's SIGABRT itself ended the supervisor: it did not hang
+    // (a supervisor thread waiting on the stopped worker's mount cannot be
+    // killed) until systemd's stop timeout sent SIGKILL.
+    let exits: Vec<String> = wait_for(
+        "the main process's exit in the journal",
+        STATE_TIMEOUT,
+        || {
+            let exits: Vec<String> = journal(t_stop)
+                .into_iter()
+                .filter_map(|e| e.get("MESSAGE").cloned())
+                .filter(|m| m.contains("Main process exited") || m.contains("timed out"))
+                .collect();
+            (!exits.is_empty()).then_some(exits)
+        },
+    );
+    let want = format!("{UNIT}: Main process exited, code=killed, status=6/ABRT");
+    assert_eq!(
+        exits,
+        [want],
+        "how the stopped service's main process ended"
+    );
+    let new_main = wait_for("systemd restarted proclens.service", STATE_TIMEOUT, || {
+        let p = props(UNIT, &["ActiveState", "MainPID", "NRestarts"]);
+        (p["ActiveState"] == "active"
+            && num(&p, "MainPID") != u64::from(main)
+            && num(&p, "NRestarts") == nrestarts + 1)
+            .then(|| num(&p, "MainPID"))
+    });
     // Reads hung on the stopped worker and failed when it was killed.
     let (_, why) = r.expect_fail(STATE_TIMEOUT);
     let t_ok = r.expect_ok(STATE_TIMEOUT);
@@ -863,10 +895,7 @@ fn a_stopped_worker_trips_the_watchdog_and_the_container_recovers() {
         "the watchdog fired {late:.2} s after the worker stopped (WatchdogSec={TEST_WATCHDOG_SEC})"
     );
     Recovery::of(t_ok).check("watchdog");
-    assert!(
-        !workers(new_main as u32).contains(&worker) && !proclens_processes().contains(&worker),
-        "the stopped worker {worker} survived"
-    );
+    assert!(stopped.exited(), "the stopped worker {worker} survived");
     let (_s, events) = r.finish();
     assert!(
         events.is_empty(),
