@@ -141,12 +141,20 @@ fn secs(usec: u64) -> f64 {
     usec as f64 / 1e6
 }
 
-/// The supervisor's children: the serving worker and any still draining.
+/// The supervisor's workers: the serving one and any still draining. Its
+/// other children are its mount probes (forks of the supervisor, without
+/// the worker's `PROCLENS_WORKER` in their environment).
 fn workers(main: u32) -> Vec<u32> {
     fs::read_to_string(format!("/proc/{main}/task/{main}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
+        .filter(|p| {
+            fs::read(format!("/proc/{p}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv.starts_with(b"PROCLENS_WORKER="))
+            })
+        })
         .collect()
 }
 
