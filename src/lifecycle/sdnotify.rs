@@ -10,6 +10,12 @@
 //!
 //! The daemon calls [`ready_when_serving`] once the FUSE session runs and
 //! [`stopping`] when a stop signal arrives.
+//!
+//! Not used yet: systemd's fd store (`FDSTORE=1` and `FDNAME=`, the
+//! descriptors passed with SCM_RIGHTS on the same socket, which needs
+//! `FileDescriptorStoreMax=` in the unit). The sysinfo front end's
+//! descriptors (issue 15) are the first that must outlive a crash; their
+//! sender belongs here, and tests/systemd.rs says what its test will be.
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
