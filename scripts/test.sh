@@ -5,8 +5,8 @@
 # test mode, and then, inside a Debian kernel under qemu on pure cgroup v2
 # with systemd as PID 1 (tests/vm/run.sh --systemd), the package's unit
 # driven by systemd (tests/systemd.rs) and the end-to-end, fidelity,
-# container and fresh suites again. Needs root, /dev/fuse and the tools .ci/run installs; fails
-# (never skips) without them.
+# container and fresh suites again. Needs root, /dev/fuse and the tools
+# .ci/run installs; fails (never skips) without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
