@@ -27,17 +27,15 @@
 //!   for longer than `WatchdogSec`, and an upgrade of the package with
 //!   `dpkg -i`: no failed read, same main pid, the watchdog fed throughout;
 //! - `systemctl stop`: nothing mounted, no process left in the unit's
-//!   cgroup; `systemctl start` again re-attaches the container;
+//!   cgroup, no /run/proclens; `systemctl start` again re-attaches the
+//!   container;
 //! - `journalctl -u proclens` shows the daemon's lines with their
-//!   priorities.
-//!
-//! Not yet: the fd store. Once the sysinfo front end (issue 15) keeps its
-//! descriptors in systemd's fd store (`FDSTORE=1`, `FileDescriptorStoreMax=`
-//! in the unit), the test to add here is `systemctl kill -s SIGKILL` while
-//! a container started through `proclens-runc` calls `sysinfo(2)` in a
-//! loop, with no call failing: a [`Reader`] whose loop calls `sysinfo`
-//! instead of reading a file, and the same steps as
-//! `sigkill_restarts_it_and_the_container_reads_again_within_2_s`.
+//!   priorities;
+//! - the fd store: `systemctl kill -s SIGKILL` while a runc container whose
+//!   seccomp profile notifies `sysinfo(2)` to the daemon calls it in a
+//!   loop; the container's descriptor waits in systemd's fd store
+//!   (`FileDescriptorStoreMax=`), comes back to the restarted daemon, and
+//!   no call fails.
 //!
 //! Every test leaves the service as it found it: running the package's
 //! binary with the shipped unit (guards remove drop-ins, probe units and
@@ -1182,6 +1180,14 @@ fn stop_unmounts_and_leaves_nothing_and_start_works_again() {
         "processes left in {}: {procs}",
         dir.display()
     );
+    // Nor the directory of the seccomp socket.
+    let run_dir = Path::new(SECCOMP_SOCKET).parent().expect("a directory");
+    assert!(
+        !run_dir.exists(),
+        "{} left after systemctl stop: {:?}",
+        run_dir.display(),
+        fs::read_dir(run_dir).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
     let running = proclens_processes();
     assert!(
         running.is_empty(),
@@ -1284,4 +1290,315 @@ fn the_journal_has_the_daemons_lines_with_their_priorities() {
     );
     let (_s, events) = r.finish();
     assert!(events.is_empty(), "{events:?}");
+}
+
+// ---------------------------------------------------------------------------
+// sysinfo(2) through the fd store
+// ---------------------------------------------------------------------------
+
+/// Where the unit's daemon takes containers' seccomp descriptors (the
+/// default of `proclens mount --seccomp-socket`, which the unit keeps).
+const SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
+
+/// Calls sysinfo(2) (through ctypes) until /shared/stop exists; each call
+/// must succeed and show argv[1] bytes of RAM. Prints `tick T CALLS` at
+/// most every 0.5 s (T: CLOCK_MONOTONIC seconds) after a good call, and a
+/// summary at the end.
+const SYSINFO_LOOP: &str = r#"
+import ctypes, os, sys, time
+class Sysinfo(ctypes.Structure):
+    _fields_ = [("uptime", ctypes.c_long), ("loads", ctypes.c_ulong * 3),
+                ("totalram", ctypes.c_ulong), ("freeram", ctypes.c_ulong),
+                ("sharedram", ctypes.c_ulong), ("bufferram", ctypes.c_ulong),
+                ("totalswap", ctypes.c_ulong), ("freeswap", ctypes.c_ulong),
+                ("procs", ctypes.c_ushort), ("pad", ctypes.c_ushort),
+                ("totalhigh", ctypes.c_ulong), ("freehigh", ctypes.c_ulong),
+                ("mem_unit", ctypes.c_uint), ("_f", ctypes.c_char * 8)]
+libc = ctypes.CDLL(None, use_errno=True)
+want = int(sys.argv[1])
+calls = fails = wrong = 0
+longest, last, why = 0.0, 0.0, "-"
+while not os.path.exists("/shared/stop"):
+    t = time.monotonic()
+    s = Sysinfo()
+    if libc.sysinfo(ctypes.byref(s)) != 0:
+        fails += 1
+        why = "errno=%d" % ctypes.get_errno()
+    elif s.totalram * s.mem_unit != want:
+        wrong += 1
+        why = "totalram=%d" % (s.totalram * s.mem_unit)
+    elif t - last >= 0.5:
+        print("tick %.6f %d" % (t, calls), flush=True)
+        last = t
+    longest = max(longest, time.monotonic() - t)
+    calls += 1
+print("done calls=%d fails=%d wrong=%d longest_ms=%.1f why=%s" % (calls, fails, wrong, longest * 1000, why), flush=True)
+"#;
+
+/// A runc container calling sysinfo(2) in a loop, `sysinfo` notified to
+/// the daemon's seccomp socket as proclens-runc configures it; its root is
+/// mount points only, with the guest's /usr and /etc bound read-only.
+/// Drop stops it (`runc delete -f`) and removes its cgroup and files.
+struct SysinfoLoop {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    runc: PathBuf,
+    state: PathBuf,
+    id: String,
+    stop: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SysinfoLoop {
+    fn start(memory: u64) -> SysinfoLoop {
+        let runc = which("runc").expect("runc is needed (apt-get install runc)");
+        let dir = tempfile::Builder::new()
+            .prefix("proclens-e2e-runc-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("rootfs");
+        for d in ["proc", "sys", "dev", "usr", "etc", "tmp", "shared"] {
+            fs::create_dir_all(root.join(d)).expect("rootfs dir");
+        }
+        for (l, t) in [
+            ("bin", "usr/bin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(t, root.join(l)).expect("symlink");
+        }
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).expect("shared");
+        let id = unique_name().replace("proclens-e2e-", "proclens-runc-");
+        let bundle = dir.path().join("bundle");
+        fs::create_dir(&bundle).expect("bundle");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["python3", "-c", SYSINFO_LOOP, memory.to_string()],
+                "env": ["PATH=/usr/bin:/bin", "HOME=/tmp"],
+                "cwd": "/",
+                "noNewPrivileges": true
+            },
+            "root": {"path": root, "readonly": true},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=65536k"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]},
+                {"destination": "/etc", "type": "bind", "source": "/etc", "options": ["rbind", "ro"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"},
+                {"destination": "/shared", "type": "bind", "source": shared, "options": ["rbind", "rw"]}
+            ],
+            "linux": {
+                "cgroupsPath": format!("/{id}"),
+                "resources": {"memory": {"limit": memory}},
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+                "seccomp": {
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": SECCOMP_SOCKET,
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}]
+                }
+            }
+        });
+        fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
+        let state = dir.path().join("runc-state");
+        let mut child = host_command(&runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["run", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("runc run");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        SysinfoLoop {
+            child,
+            lines,
+            runc,
+            state,
+            id,
+            stop: shared.join("stop"),
+            _dir: dir,
+        }
+    }
+
+    /// Waits for a tick after `after` (CLOCK_MONOTONIC seconds): calls
+    /// answered with the container's total since then.
+    fn expect_tick_after(&self, after: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no good sysinfo call within {timeout:?}: one hung, or the loop died")
+            });
+            let t = line
+                .strip_prefix("tick ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("the loop said {line:?}"));
+            if t > after {
+                return t;
+            }
+        }
+    }
+
+    /// Stops the loop and removes the container; the loop's summary.
+    fn finish(self) -> String {
+        fs::write(&self.stop, "").expect("stop file");
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the loop's summary: a sysinfo call hung");
+            if line.starts_with("done ") {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for SysinfoLoop {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.stop, "");
+        let _ = try_run_with_timeout(
+            host_command(&self.runc)
+                .arg("--root")
+                .arg(&self.state)
+                .args(["delete", "-f", &self.id]),
+            CALL_TIMEOUT,
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.id));
+    }
+}
+
+fn summary_value(summary: &str, key: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {summary:?}"))
+}
+
+/// How many descriptors systemd keeps in the unit's fd store.
+fn stored_fds() -> u64 {
+    num(
+        &props(UNIT, &["NFileDescriptorStore"]),
+        "NFileDescriptorStore",
+    )
+}
+
+#[test]
+fn sigkill_with_the_seccomp_descriptors_in_the_fd_store_fails_no_sysinfo_call() {
+    let _svc = Service::acquire();
+    let p = props(UNIT, &["FileDescriptorStoreMax", "MainPID", "NRestarts"]);
+    assert!(
+        num(&p, "FileDescriptorStoreMax") > 0,
+        "the unit keeps no fd store"
+    );
+    let memory = 200 * MIB;
+    let before = stored_fds();
+    let l = SysinfoLoop::start(memory);
+    l.expect_tick_after(0.0, STATE_TIMEOUT);
+    // The daemon copies a new container's descriptor to the store at once.
+    wait_for(
+        "the container's descriptor in the fd store",
+        STATE_TIMEOUT,
+        || (stored_fds() > before).then_some(()),
+    );
+    let stored = stored_fds();
+
+    let since = monotonic_usec();
+    systemctl(&["kill", "-s", "SIGKILL", UNIT]);
+    let main = wait_for("systemd restarted proclens.service", STATE_TIMEOUT, || {
+        let q = props(UNIT, &["ActiveState", "MainPID", "NRestarts"]);
+        (q["ActiveState"] == "active"
+            && q["MainPID"] != p["MainPID"]
+            && num(&q, "NRestarts") == num(&p, "NRestarts") + 1)
+            .then(|| q["MainPID"].clone())
+    });
+    let took_back = wait_for(
+        "the restarted daemon took the descriptor back",
+        STATE_TIMEOUT,
+        || {
+            journal(since).into_iter().find(|e| {
+                e.get("_PID") == Some(&main)
+                    && e.get("MESSAGE").is_some_and(|m| {
+                        m.contains(
+                            "took back 1 containers' seccomp descriptors from systemd's fd store",
+                        )
+                    })
+            })
+        },
+    );
+    assert_eq!(
+        stored_fds(),
+        stored,
+        "the store holds what it held before the kill"
+    );
+    let active = secs(num(
+        &props(UNIT, &["ActiveEnterTimestampMonotonic"]),
+        "ActiveEnterTimestampMonotonic",
+    ));
+    let t = l.expect_tick_after(active, STATE_TIMEOUT);
+    println!(
+        "fd store: {stored} descriptors kept across the kill; {:?}; the container's calls answered again {:.0} ms after the unit was active again",
+        took_back["MESSAGE"],
+        (t - active) * 1000.0
+    );
+    let summary = l.finish();
+    // A call the dead daemon had taken is handed to the kernel, which
+    // answers it with the host's numbers: never an error.
+    let handed_back: u64 = journal(since)
+        .iter()
+        .filter_map(|e| e.get("MESSAGE"))
+        .map(|m| {
+            if m.contains("answered a sysinfo call the dead worker had taken") {
+                return 1;
+            }
+            m.strip_suffix(
+                " sysinfo calls left waiting by a worker that died were handed to the kernel",
+            )
+            .and_then(|h| h.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_default()
+        })
+        .sum();
+    println!("fd store: {summary}; {handed_back} handed back to the kernel");
+    assert!(
+        summary_value(&summary, "calls") > 100,
+        "the loop barely ran: {summary}"
+    );
+    assert_eq!(
+        summary_value(&summary, "fails"),
+        0,
+        "sysinfo failed: {summary}"
+    );
+    assert!(
+        summary_value(&summary, "wrong") <= handed_back,
+        "calls showed another total than the container's, {handed_back} were handed back: {summary}"
+    );
+    // finish() removed the container: its descriptor leaves the store.
+    wait_for(
+        "the exited container's descriptor out of the store",
+        STATE_TIMEOUT,
+        || (stored_fds() == before).then_some(()),
+    );
 }

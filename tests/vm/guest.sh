@@ -119,14 +119,15 @@ if [ -n "$SYSTEMD" ]; then
   left=$(grep -c ' /var/lib/proclens' /proc/self/mountinfo)
   procs=$(pgrep -c -x proclens)
   if [ "$state" != inactive ] || [ "$left" != 0 ] || [ "$procs" != 0 ] || [ -e /var/lib/proclens ] ||
-    [ -e /lib/systemd/system/proclens.service ]; then
+    [ -e /run/proclens ] || [ -e /lib/systemd/system/proclens.service ]; then
     echo "guest: FAILED: after dpkg -P: proclens.service $state, $left mounts at /var/lib/proclens," \
       "$procs proclens processes, /var/lib/proclens $([ -e /var/lib/proclens ] && echo exists || echo gone)," \
+      "/run/proclens $([ -e /run/proclens ] && echo exists || echo gone)," \
       "unit file $([ -e /lib/systemd/system/proclens.service ] && echo left || echo gone)"
     journalctl -b --no-pager -u proclens 2>&1 | tail -40
     rc=1
   else
-    echo "guest: dpkg -P proclens: service stopped, nothing mounted, no process, unit and mount point gone"
+    echo "guest: dpkg -P proclens: service stopped, nothing mounted, no process, unit, mount point and /run/proclens gone"
   fi
 fi
 
