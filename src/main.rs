@@ -1,5 +1,6 @@
 use clap::Parser;
 use proclens::cli::{self, args::Cli};
+use std::io::Write;
 
 fn main() {
     // Under the name proclens-runc the binary is the OCI runtime wrapper,
@@ -17,12 +18,84 @@ fn main() {
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    let journal = stderr_is_journal();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    logger
         .format_timestamp(None)
-        .target(env_logger::Target::Stderr)
-        .init();
+        .target(env_logger::Target::Stderr);
+    if journal {
+        // journald stamps each line itself; the level goes in the syslog
+        // prefix it reads, so `journalctl -p` filters and colours by it.
+        logger.format(|buf, record| {
+            let text = format!("{}: {}", record.target(), record.args());
+            buf.write_all(syslog_prefixed(record.level(), &text).as_bytes())
+        });
+    }
+    logger.init();
     if let Err(e) = cli::run(cli) {
-        eprintln!("proclens: {e:#}");
+        let msg = format!("proclens: {e:#}\n");
+        let msg = if journal {
+            syslog_prefixed(log::Level::Error, &msg)
+        } else {
+            msg
+        };
+        let _ = std::io::stderr().write_all(msg.as_bytes());
         std::process::exit(1);
+    }
+}
+
+/// Whether stderr is a stream to the journal: systemd sets `$JOURNAL_STREAM`
+/// to the device and inode of that stream ("DEV:INO", systemd.exec(5)), so
+/// a process compares them with its own stderr (the variable is inherited
+/// by processes whose stderr went elsewhere).
+fn stderr_is_journal() -> bool {
+    let Some(want) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    let Some((dev, ino)) = want.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<libc::dev_t>(), ino.parse::<libc::ino_t>()) else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// `text` with the sd-daemon(3) priority prefix (`<3>` error, `<4>`
+/// warning, `<6>` info, `<7>` debug) on each of its lines (journald reads
+/// the prefix per line), newline-terminated.
+fn syslog_prefixed(level: log::Level, text: &str) -> String {
+    let p = match level {
+        log::Level::Error => "<3>",
+        log::Level::Warn => "<4>",
+        log::Level::Info => "<6>",
+        log::Level::Debug | log::Level::Trace => "<7>",
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.trim_end_matches('\n').split('\n') {
+        out.push_str(p);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syslog_prefixed;
+    use log::Level;
+
+    #[test]
+    fn every_line_carries_the_priority_of_its_level() {
+        assert_eq!(syslog_prefixed(Level::Error, "x: boom"), "<3>x: boom\n");
+        assert_eq!(syslog_prefixed(Level::Warn, "w"), "<4>w\n");
+        assert_eq!(syslog_prefixed(Level::Info, "i\n"), "<6>i\n");
+        assert_eq!(syslog_prefixed(Level::Debug, "d"), "<7>d\n");
+        assert_eq!(syslog_prefixed(Level::Trace, "t"), "<7>t\n");
+        assert_eq!(
+            syslog_prefixed(Level::Error, "first\nsecond\n"),
+            "<3>first\n<3>second\n"
+        );
     }
 }

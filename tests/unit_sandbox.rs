@@ -1,6 +1,7 @@
 //! The sandboxing of packaging/systemd/proclens.service, checked as far as
 //! a machine without systemd as PID 1 allows (the unit cannot be started
-//! here; `systemd-run` refuses too). The daemon runs under strace with the
+//! here; `systemd-run` refuses too; tests/systemd.rs has systemd itself run
+//! it, sandbox and all, in the VM). The daemon runs under strace with the
 //! unit's capability bounding set and no_new_privs applied by setpriv(1),
 //! serves reads, and stops on SIGTERM; then every system call it made must
 //! be in the unit's SystemCallFilter (as `systemd-analyze syscall-filter`

@@ -10,10 +10,21 @@
 //!
 //! The daemon calls [`ready_when_serving`] once the FUSE session runs and
 //! [`stopping`] when a stop signal arrives.
+//!
+//! Not used yet: systemd's fd store (`FDSTORE=1` and `FDNAME=`, the
+//! descriptors passed with SCM_RIGHTS on the same socket, which needs
+//! `FileDescriptorStoreMax=` in the unit). The sysinfo front end's
+//! descriptors (issue 15) are the first that must outlive a crash; their
+//! sender belongs here, and tests/systemd.rs says what its test will be.
 
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -100,15 +111,58 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Opti
 
 /// Whether the mount answers a request: a getattr of `proc/meminfo` goes to
 /// the daemon's FUSE workers (its attributes are never cached).
+///
+/// A child process asks, not this one. A request the worker has read but
+/// not answered (a worker that hangs, or was stopped) holds its caller in
+/// an uninterruptible wait that only the end of the connection releases
+/// (fs/fuse/dev.c, request_wait_answer). In the supervisor, that thread
+/// kept the watchdog's SIGABRT, and SIGKILL, from ending the process, and
+/// so the worker, which dies with its supervisor, from ever being killed:
+/// under systemd the service hung in `stop-watchdog` instead of restarting
+/// (tests/systemd.rs). A stuck child only stops the pings, as it should.
+/// (A probe in flight when a reload re-executes the supervisor is never
+/// reaped: a zombie until the supervisor exits.)
 fn serving(mountpoint: &Path) -> bool {
-    std::fs::metadata(mountpoint.join("proc/meminfo")).is_ok_and(|m| m.is_file())
+    let Ok(path) = CString::new(mountpoint.join("proc/meminfo").into_os_string().into_vec()) else {
+        return false;
+    };
+    // SAFETY: the child of a multi-threaded process may only make
+    // async-signal-safe calls: it calls stat(2) and _exit(2), on memory
+    // allocated before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; `st` is the child's own.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            let ok = libc::stat(path.as_ptr(), &mut st) == 0
+                && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+    }
+    if pid < 0 {
+        log::warn!(
+            "sd_notify: cannot fork a probe of {}: {}",
+            mountpoint.display(),
+            io::Error::last_os_error()
+        );
+        return false;
+    }
+    // As long as the child waits on a hung worker, so does this thread (a
+    // wait that any signal ends), and no ping goes out.
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::Exited(_, 0)) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// On a thread: waits until the mount at `mountpoint` answers, sends
-/// `READY=1`, then, if systemd asked for a watchdog, sends `WATCHDOG=1` at
-/// half its interval for as long as the mount still answers (a hung FUSE
-/// session stops the pings and systemd restarts the service). Does nothing
-/// when not started by systemd.
+/// `READY=1`, then, if systemd asked for a watchdog, sends `WATCHDOG=1`
+/// with it and at half its interval for as long as the mount still answers
+/// (a hung FUSE session stops the pings and systemd restarts the service).
+/// Does nothing when not started by systemd.
 pub fn ready_when_serving(mountpoint: &Path) {
     if global().is_none() {
         return;
@@ -125,7 +179,16 @@ pub fn ready_when_serving(mountpoint: &Path) {
             while !serving(&mp) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            notify(&format!("READY=1\nSTATUS=serving {}", mp.display()));
+            // The first ping goes with READY=1. systemd's watchdog timer
+            // runs on from the last ping through a reload, which
+            // re-executes this process in the same pid: if the new image
+            // waited a whole interval before its first ping, reloads in a
+            // row would starve the watchdog and get the service killed.
+            let ready = format!("READY=1\nSTATUS=serving {}", mp.display());
+            notify(&match interval {
+                Some(_) => format!("{ready}\nWATCHDOG=1"),
+                None => ready,
+            });
             let Some(every) = interval else {
                 return;
             };

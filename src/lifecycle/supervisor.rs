@@ -757,29 +757,28 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Collects exited workers; restarts the serving one.
+    /// Collects exited workers; restarts the serving one. Only workers are
+    /// waited for, by pid: the sd-notify thread reaps its own probes.
     fn reap(&mut self) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(st) => {
-                    let Some(pid) = st.pid().map(Pid::as_raw) else {
-                        break;
-                    };
-                    if self.serving.as_ref().is_some_and(|c| c.pid == pid) {
-                        log::error!("worker {pid} died ({st:?}); starting another");
-                        // What it sent before it died is still on the way;
-                        // what it took and did not answer is answered now.
-                        if let Some(c) = self.serving.take() {
-                            self.collect(&c);
-                        }
-                        self.rescue();
-                        self.respawn_at = Some(Instant::now());
-                    } else if let Some(i) = self.draining.iter().position(|p| *p == pid) {
-                        self.draining.remove(i);
-                        log::info!("replaced worker {pid} finished ({st:?})");
-                    }
+        let mut workers = self.draining.clone();
+        workers.extend(self.serving.as_ref().map(|c| c.pid));
+        for pid in workers {
+            let st = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => continue,
+                Ok(st) => st,
+            };
+            if self.serving.as_ref().is_some_and(|c| c.pid == pid) {
+                log::error!("worker {pid} died ({st:?}); starting another");
+                // What it sent before it died is still on the way;
+                // what it took and did not answer is answered now.
+                if let Some(c) = self.serving.take() {
+                    self.collect(&c);
                 }
+                self.rescue();
+                self.respawn_at = Some(Instant::now());
+            } else if let Some(i) = self.draining.iter().position(|p| *p == pid) {
+                self.draining.remove(i);
+                log::info!("replaced worker {pid} finished ({st:?})");
             }
         }
         if self.serving.is_none() && self.respawn_at.is_some_and(|t| Instant::now() >= t) {

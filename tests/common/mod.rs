@@ -651,6 +651,8 @@ pub struct Daemon {
     child: Option<Child>,
     mountpoint: PathBuf,
     log: PathBuf,
+    /// Started by someone else ([`Daemon::external`]): Drop leaves it be.
+    external: bool,
     // Declared last so the directory outlives the unmount in Drop.
     _dir: Option<TempDir>,
 }
@@ -705,6 +707,7 @@ impl Daemon {
             child: Some(child),
             mountpoint,
             log,
+            external: false,
             _dir: None,
         };
         // On failure `d` drops here, which kills the child and unmounts.
@@ -745,6 +748,19 @@ impl Daemon {
             meminfo.display(),
             self.log_text()
         );
+    }
+
+    /// A daemon this harness did not start and must not stop (systemd's
+    /// proclens.service, in tests/systemd.rs), serving at `mountpoint`:
+    /// containers bind its files; Drop neither signals nor unmounts.
+    pub fn external(mountpoint: &Path) -> Daemon {
+        Daemon {
+            child: None,
+            mountpoint: mountpoint.to_owned(),
+            log: PathBuf::new(),
+            external: true,
+            _dir: None,
+        }
     }
 
     pub fn mountpoint(&self) -> &Path {
@@ -794,6 +810,9 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.external {
+            return;
+        }
         if self.child.is_some()
             && self
                 .signal_and_wait(Signal::SIGTERM, Duration::from_secs(10))

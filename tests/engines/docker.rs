@@ -60,6 +60,10 @@ impl Dockerd {
                 "--ip-forward=false",
                 "--ip-masq=false",
                 "--storage-driver=overlay2",
+                // Not systemd's scopes, which dockerd 20.10 picks by itself
+                // on cgroup v2 under systemd (the VM's systemd guest), and
+                // which take no `/path` parent.
+                "--exec-opt=native.cgroupdriver=cgroupfs",
             ])
             .arg(format!("--cgroup-parent=/{cgroup_parent}"))
             .stdin(Stdio::null())

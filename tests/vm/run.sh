@@ -8,13 +8,22 @@
 # scratch virtio disk (ext4) at /var/tmp; zram swap. The guest runs
 # tests/vm/guest.sh; this script exits with the tests' status.
 #
-# usage: tests/vm/run.sh [--daemon PROCLENS] TEST_BINARY... [-- TEST_ARGS...]
+# With --systemd the guest boots systemd as PID 1 instead (tests/vm/init):
+# /usr, /etc and the host's dpkg database under tmpfs overlays, the host's
+# enabled units hidden, booting tests/vm/units/proclens-vm.target, whose
+# one service runs guest.sh: it installs the package (--deb) with dpkg -i,
+# runs `systemctl enable --now proclens`, runs the SUITE binary (tests that
+# drive proclens.service through systemd), purges the package and checks
+# it left nothing, and then runs the other binaries as usual.
+#
+# usage: tests/vm/run.sh [--systemd SUITE --deb PROCLENS_DEB] [--daemon PROCLENS]
+#                        [TEST_BINARY...] [-- TEST_ARGS...]
 #   scripts/test.sh passes the e2e binary and --daemon target/release/proclens
 #   (PROCLENS_E2E_BIN in the guest: under TCG a debug daemon makes the suite
 #   several times slower); TEST_ARGS go to every binary (e.g. `-- swap
 #   --nocapture`). Builds nothing: run `cargo test --no-run` (and `cargo
-#   build --release`) first. Needs qemu-system-x86, e2fsprogs,
-#   busybox-static and apt (.ci/run installs them); no KVM.
+#   build --release`, scripts/deb.sh) first. Needs qemu-system-x86,
+#   e2fsprogs, busybox-static and apt (.ci/run installs them); no KVM.
 #
 # Environment:
 #   PROCLENS_VM_CACHE    kernel and initrd cache (default <repo>/target/vm/cache)
@@ -35,8 +44,8 @@ MEM_MB=${PROCLENS_VM_MEM_MB:-2048}
 DISK_MB=${PROCLENS_VM_DISK_MB:-512}
 # Kernel modules the guest loads in stage 1, in dependency order: FUSE, virtio
 # and 9p for the root, virtio_blk + ext4 (crc32c for its metadata checksums)
-# for the scratch disk, zram for swap, overlayfs for the container engines'
-# image layers (tests/engines).
+# for the scratch disk, zram for swap, overlayfs for the systemd guest and
+# the container engines' image layers (tests/engines).
 MODULES=(
   fs/fuse/fuse
   drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
@@ -56,19 +65,31 @@ die() {
 BINS=()
 ARGS=()
 DAEMON=
+SYSTEMD=
+DEB=
 while [ $# -gt 0 ]; do
   case $1 in
     --) shift; ARGS=("$@"); break ;;
     --daemon) [ $# -ge 2 ] || die "--daemon needs a path"; DAEMON=$(realpath "$2"); shift 2 ;;
+    --systemd) [ $# -ge 2 ] || die "--systemd needs a test binary"; SYSTEMD=$(realpath "$2"); shift 2 ;;
+    --deb) [ $# -ge 2 ] || die "--deb needs a path"; DEB=$(realpath "$2"); shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) BINS+=("$(realpath "$1")"); shift ;;
   esac
 done
-[ ${#BINS[@]} -gt 0 ] || die "usage: $0 TEST_BINARY... [-- TEST_ARGS...]"
-for b in "${BINS[@]}"; do
+[ ${#BINS[@]} -gt 0 ] || [ -n "$SYSTEMD" ] || die "usage: $0 [--systemd SUITE --deb PROCLENS_DEB] TEST_BINARY... [-- TEST_ARGS...]"
+for b in ${SYSTEMD:+"$SYSTEMD"} "${BINS[@]}"; do
   [ -x "$b" ] || die "$b is not an executable test binary (build first: cargo test --no-run)"
 done
 [ -z "$DAEMON" ] || [ -x "$DAEMON" ] || die "--daemon $DAEMON is not executable (cargo build --release)"
+if [ -n "$SYSTEMD" ]; then
+  [ -n "$DEB" ] || die "--systemd needs --deb PROCLENS_DEB (scripts/deb.sh builds it)"
+  [ -f "$DEB" ] || die "--deb $DEB is not a file (scripts/deb.sh)"
+  [ -x /usr/lib/systemd/systemd ] || die "--systemd: no /usr/lib/systemd/systemd on this host to boot (apt-get install systemd)"
+  [ -d /var/lib/dpkg ] || die "--systemd: no /var/lib/dpkg on this host (the guest's dpkg database)"
+elif [ -n "$DEB" ]; then
+  die "--deb is for --systemd"
+fi
 
 missing=()
 for t in qemu-system-x86_64 mkfs.ext4 apt-get apt-cache dpkg-deb busybox gzip timeout; do
@@ -130,7 +151,9 @@ mkdir "$SHARE"
 cp "$HERE/guest.sh" "$SHARE/guest.sh"
 echo "$REPO" > "$SHARE/repo"
 echo "$DAEMON" > "$SHARE/daemon"
-printf '%s\n' "${BINS[@]}" > "$SHARE/tests"
+if [ ${#BINS[@]} -gt 0 ]; then printf '%s\n' "${BINS[@]}"; fi > "$SHARE/tests"
+echo "$SYSTEMD" > "$SHARE/systemd"
+echo "$DEB" > "$SHARE/deb"
 if [ ${#ARGS[@]} -gt 0 ]; then printf '%s\n' "${ARGS[@]}"; fi > "$SHARE/args"
 
 # Read-only shares at their host paths: the repo and, for binaries built
@@ -149,21 +172,33 @@ share_outside_repo() {
       ;;
   esac
 }
-for b in "${BINS[@]}"; do
+for b in ${SYSTEMD:+"$SYSTEMD"} "${BINS[@]}"; do
   share_outside_repo "$(dirname "$(dirname "$b")")"
 done
 [ -z "$DAEMON" ] || share_outside_repo "$(dirname "$DAEMON")"
+[ -z "$DEB" ] || share_outside_repo "$(dirname "$DEB")"
+
+APPEND="console=ttyS0 panic=-1 cgroup_no_v1=all quiet"
+if [ -n "$SYSTEMD" ]; then
+  mkdir "$SHARE/units"
+  cp "$HERE"/units/* "$SHARE/units/"
+  # The host's dpkg database, for dpkg -i in the guest (under an overlay).
+  VIRTFS+=(-virtfs "local,path=/var/lib/dpkg,mount_tag=hostdpkg,security_model=none,readonly=on,id=hostdpkg")
+  # systemd.unit: the VM's own target, not default.target. No gpt-auto
+  # generator (the root is a tmpfs), no first-boot setup.
+  APPEND="$APPEND proclens.vm=systemd systemd.unit=proclens-vm.target systemd.gpt_auto=0 systemd.firstboot=0"
+fi
 
 truncate -s "${DISK_MB}M" "$RUN/scratch.img"
 mkfs.ext4 -q -F -L proclens-vm "$RUN/scratch.img"
 
-echo "tests/vm/run.sh: $PKG, $CPUS vCPUs (TCG), ${MEM_MB} MiB, ${DISK_MB} MiB scratch disk, timeout ${TIMEOUT} s"
+echo "tests/vm/run.sh: $PKG${SYSTEMD:+ with systemd as PID 1}, $CPUS vCPUs (TCG), ${MEM_MB} MiB, ${DISK_MB} MiB scratch disk, timeout ${TIMEOUT} s"
 start=$(date +%s)
 set +e
 timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp "$CPUS" -m "$MEM_MB" \
   -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$VMLINUZ" -initrd "$INITRD" \
-  -append "console=ttyS0 panic=-1 cgroup_no_v1=all quiet" \
+  -append "$APPEND" \
   -virtfs local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on,id=hostusr \
   -virtfs local,path=/etc,mount_tag=hostetc,security_model=none,readonly=on,id=hostetc \
   -virtfs "local,path=$SHARE,mount_tag=vm,security_model=none,id=vm" \
