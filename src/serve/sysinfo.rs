@@ -116,19 +116,26 @@ impl std::fmt::Debug for Sysinfo {
 }
 
 /// A name for systemd's fd store (no ':', which separates LISTEN_FDNAMES,
-/// nothing but ASCII letters, digits and `._-`) from a container's id.
-pub fn fd_name(id: &str) -> String {
+/// nothing but ASCII letters, digits and `._-`, short enough for an
+/// [`InFlight`] entry) for the filter of container `id` that runc installed
+/// for process `pid`: one per container start, and one more per `runc
+/// exec` (docker exec), each with its own descriptor, so the name must say
+/// which process too. An id that is not plain or is long is hashed.
+pub fn fd_name(id: &str, pid: u32) -> String {
     let clean = !id.is_empty()
-        && id.len() <= 200
+        && id.len() <= 96
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let id = if clean {
-        id.to_owned()
+    if clean {
+        format!("sysinfo-{id}-{pid}")
     } else {
-        id.bytes().take(100).map(|b| format!("{b:02x}")).collect()
-    };
-    format!("sysinfo-{id}")
+        // FNV-1a: stable across versions (names outlive the process).
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("sysinfo-{h:016x}-{pid}")
+    }
 }
 
 /// What runc sends with the descriptor (the OCI runtime spec's
@@ -138,6 +145,10 @@ pub fn fd_name(id: &str) -> String {
 struct ProcessState {
     #[serde(default)]
     fds: Vec<String>,
+    /// The process the filter was installed for (the container's init, or
+    /// an exec'd process).
+    #[serde(default)]
+    pid: u32,
     state: ContainerState,
 }
 
@@ -146,9 +157,10 @@ struct ContainerState {
     id: String,
 }
 
-/// Receives one runc message: (container id, the seccomp descriptor).
-/// Other descriptors sent along are closed.
-fn receive(conn: &UnixStream) -> io::Result<(String, OwnedFd)> {
+/// Receives one runc message: (container id, the pid it installed the
+/// filter for, the seccomp descriptor). Other descriptors sent along are
+/// closed.
+fn receive(conn: &UnixStream) -> io::Result<(String, u32, OwnedFd)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -182,7 +194,7 @@ fn receive(conn: &UnixStream) -> io::Result<(String, OwnedFd)> {
             "no seccomp descriptor in the message",
         )
     })?;
-    Ok((state.state.id, fd))
+    Ok((state.state.id, state.pid, fd))
 }
 
 fn ioctl<T>(fd: RawFd, req: libc::Ioctl, arg: *mut T) -> io::Result<()> {
@@ -322,8 +334,8 @@ impl Sysinfo {
                 }
             };
             match receive(&conn) {
-                Ok((id, fd)) => {
-                    let name = fd_name(&id);
+                Ok((id, pid, fd)) => {
+                    let name = fd_name(&id, pid);
                     // Kept elsewhere before anything else can go wrong here.
                     self.keeper.hold(&name, fd.as_fd());
                     if let Err(e) = self.adopt(name.clone(), fd) {
@@ -558,7 +570,7 @@ unsafe impl Send for InFlight {}
 unsafe impl Sync for InFlight {}
 
 /// Entries of [`InFlight`]: a NUL-padded name, then the last id.
-const NAME_LEN: usize = 56;
+const NAME_LEN: usize = 120;
 const ENTRY: usize = NAME_LEN + 8;
 pub const IN_FLIGHT_ENTRIES: usize = 4096;
 const IN_FLIGHT_SIZE: usize = ENTRY * IN_FLIGHT_ENTRIES;
@@ -694,10 +706,22 @@ mod tests {
 
     #[test]
     fn fd_store_names_are_safe() {
-        assert_eq!(fd_name("abc123_x.y-z"), "sysinfo-abc123_x.y-z");
-        // ':' separates LISTEN_FDNAMES; anything odd is hex.
-        assert_eq!(fd_name("a:b"), "sysinfo-613a62");
-        assert_eq!(fd_name(""), "sysinfo-");
-        assert!(fd_name(&"x".repeat(1000)).len() < 255);
+        let docker = "4f6b0c6e2a1d9e8f7c3b5a4d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
+        let name = fd_name(docker, 4_194_303);
+        assert_eq!(name, format!("sysinfo-{docker}-4194303"));
+        assert!(name.len() <= NAME_LEN, "{name} does not fit an in-flight entry");
+        assert_eq!(fd_name("abc123_x.y-z", 7), "sysinfo-abc123_x.y-z-7");
+        // The init's filter and an exec's are told apart.
+        assert_ne!(fd_name("c", 1), fd_name("c", 2));
+        for odd in ["a:b", "", &"x".repeat(1000), "a b\nc"] {
+            let n = fd_name(odd, 4_194_303);
+            assert!(n.len() <= NAME_LEN, "{n}");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+                "{n}"
+            );
+        }
+        assert_ne!(fd_name("a:b", 1), fd_name("a:c", 1));
     }
 }
