@@ -32,7 +32,9 @@ fn main() {
             buf.write_all(syslog_prefixed(record.level(), &text).as_bytes())
         });
     }
-    logger.init();
+    let logger = logger.build();
+    log::set_max_level(logger.filter());
+    log::set_boxed_logger(Box::new(Quiet(logger))).expect("the only logger");
     if let Err(e) = cli::run(cli) {
         let msg = format!("proclens: {e:#}\n");
         let msg = if journal {
@@ -79,6 +81,44 @@ fn syslog_prefixed(level: log::Level, text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The daemon's logger, with one of fuser's errors shown at debug level:
+/// fuser answers every FUSE_INTERRUPT with ENOSYS, and when the
+/// interrupted request was answered first the kernel no longer knows it
+/// and refuses the reply with ENOENT ("Failed to send FUSE reply: No such
+/// file or directory"). The reader got its answer or its signal; nothing
+/// is lost, so it is no error of ours (tests fail on any error line).
+struct Quiet(env_logger::Logger);
+
+impl log::Log for Quiet {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        self.0.enabled(m)
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        let gone = r.level() == log::Level::Error
+            && r.target() == "fuser::reply"
+            && r.args().to_string().ends_with("(os error 2)");
+        if !gone {
+            return self.0.log(r);
+        }
+        let demoted = log::Record::builder()
+            .args(*r.args())
+            .level(log::Level::Debug)
+            .target(r.target())
+            .module_path(r.module_path())
+            .file(r.file())
+            .line(r.line())
+            .build();
+        if self.0.matches(&demoted) {
+            self.0.log(&demoted);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]

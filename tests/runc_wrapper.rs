@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::{host_command, proclens_bin, run_with_timeout, serial, Daemon, RUN_TIMEOUT};
+use common::{
+    host_command, proclens_bin, run_with_timeout, seccomp_socket_of, serial, Daemon, RUN_TIMEOUT,
+};
 
 /// Records its argv (one per line), a copy of the bundle's config.json as
 /// it found it, whether fd 3 was open, then exits 0.
@@ -108,6 +110,7 @@ impl Setup {
         let mut c = host_command(&self.wrapper);
         c.env("PROCLENS_RUNC_RUNTIME", &self.fake)
             .env("PROCLENS_RUNC_MOUNTPOINT", mp)
+            .env("PROCLENS_RUNC_SECCOMP_SOCKET", seccomp_socket_of(mp))
             .env("FAKE_RUNC_OUT", &self.out)
             .args(args);
         c
@@ -201,12 +204,37 @@ fn create_gets_the_binds_and_the_real_runtime_the_same_command_line() {
         ],
         "the runtime found the binds in config.json"
     );
-    // Everything else is the engine's document.
+    // The daemon listens: sysinfo notifies it, out of docker's allow list.
+    let socket = seccomp_socket_of(&mp);
     let before: Value = serde_json::from_slice(&s.config).expect("json");
     let mut after: Value = serde_json::from_slice(&seen).expect("json");
+    let profile = &after["linux"]["seccomp"];
+    assert_eq!(profile["listenerPath"], json!(socket));
+    let naming: Vec<&Value> = profile["syscalls"]
+        .as_array()
+        .expect("syscalls")
+        .iter()
+        .filter(|r| {
+            r["names"]
+                .as_array()
+                .is_some_and(|n| n.contains(&json!("sysinfo")))
+        })
+        .collect();
+    assert_eq!(
+        naming,
+        [&json!({"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"})],
+        "one rule names sysinfo, and notifies"
+    );
+    // Everything else is the engine's document.
     let n = before["mounts"].as_array().expect("mounts").len();
     after["mounts"].as_array_mut().expect("mounts").truncate(n);
-    assert_eq!(after, before, "only the binds were added");
+    after["linux"]["seccomp"] = Value::Null;
+    let mut engines = before.clone();
+    engines["linux"]["seccomp"] = Value::Null;
+    assert_eq!(
+        after, engines,
+        "only the binds and the seccomp rule were added"
+    );
     let meta = fs::metadata(s.bundle.join("config.json")).expect("stat");
     assert_eq!(meta.mode() & 0o777, 0o644, "config.json keeps its mode");
     // The line goes to runc's log in its format, not to the container's
@@ -221,7 +249,11 @@ fn create_gets_the_binds_and_the_real_runtime_the_same_command_line() {
     assert_eq!(entry["level"], "info");
     assert_eq!(
         entry["msg"],
-        format!("proclens-runc: bound 9 files from {}", mp.display())
+        format!(
+            "proclens-runc: bound 9 files from {}; sysinfo(2) notified to {}",
+            mp.display(),
+            socket.display()
+        )
     );
     // A second create of the same bundle adds nothing.
     s.run(&mp, &strs(&line));
@@ -347,7 +379,13 @@ fn inherited_descriptors_reach_the_real_runtime() {
     // SAFETY: dup2 between fork and exec, on a descriptor we own.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

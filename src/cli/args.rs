@@ -4,9 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-pub use crate::integrate::binds::DEFAULT_MOUNTPOINT;
-/// Where the daemon takes containers' seccomp descriptors (sysinfo(2)).
-pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
+pub use crate::integrate::binds::{DEFAULT_MOUNTPOINT, DEFAULT_SECCOMP_SOCKET};
 
 #[derive(Debug, Parser)]
 #[command(

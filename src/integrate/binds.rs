@@ -10,6 +10,9 @@ use std::path::Path;
 /// Where the daemon serves unless told otherwise (`proclens mount`, the
 /// unit, and every helper's default).
 pub const DEFAULT_MOUNTPOINT: &str = "/var/lib/proclens";
+/// Where the daemon takes containers' seccomp descriptors, for sysinfo(2)
+/// (`proclens mount --seccomp-socket`, and proclens-runc's default).
+pub const DEFAULT_SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
 
 /// Whether a bind is one file or a whole directory (Kubernetes `hostPath`
 /// types, LXC `create=`).

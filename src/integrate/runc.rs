@@ -4,8 +4,9 @@
 //!
 //! The engine calls it exactly as it would call runc. For `create` and
 //! `run` it finds the bundle (`--bundle`/`-b`, else the working directory),
-//! edits the bundle's `config.json` in a few small steps ([`EDITS`]: today
-//! one, the proclens binds appended to `mounts`), and then, for every
+//! edits the bundle's `config.json` in a few small steps ([`EDITS`]: the
+//! proclens binds appended to `mounts`, and sysinfo(2) notified to the
+//! daemon through the seccomp profile), and then, for every
 //! command, execs the real runtime with the command line it was given.
 //! `runc create` reads `config.json` only after that, so the container is
 //! created with the binds as if the engine had asked for them.
@@ -31,8 +32,9 @@
 //! |---|---|---|
 //! | `--proclens-runtime=PATH` | `PROCLENS_RUNC_RUNTIME` | `runc` from `PATH`, never the wrapper itself |
 //! | `--proclens-mountpoint=DIR` | `PROCLENS_RUNC_MOUNTPOINT` | `/var/lib/proclens` |
+//! | `--proclens-seccomp-socket=PATH` | `PROCLENS_RUNC_SECCOMP_SOCKET` | `/run/proclens/seccomp.sock`; empty: sysinfo(2) stays the kernel's |
 
-use super::binds::{via_runc, DEFAULT_MOUNTPOINT};
+use super::binds::{via_runc, DEFAULT_MOUNTPOINT, DEFAULT_SECCOMP_SOCKET};
 use super::skip::{self, DISABLE_ANNOTATION};
 use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
@@ -49,8 +51,11 @@ pub const NAME: &str = "proclens-runc";
 pub const RUNTIME_ENV: &str = "PROCLENS_RUNC_RUNTIME";
 /// Where the daemon serves.
 pub const MOUNTPOINT_ENV: &str = "PROCLENS_RUNC_MOUNTPOINT";
+/// Where the daemon takes seccomp descriptors; empty: nowhere.
+pub const SECCOMP_SOCKET_ENV: &str = "PROCLENS_RUNC_SECCOMP_SOCKET";
 const RUNTIME_OPT: &str = "proclens-runtime";
 const MOUNTPOINT_OPT: &str = "proclens-mountpoint";
+const SECCOMP_SOCKET_OPT: &str = "proclens-seccomp-socket";
 const DEFAULT_RUNTIME: &str = "runc";
 /// `PATH` when the environment has none (what execvp(3) falls back to is
 /// shorter; this is the one every engine's service runs with).
@@ -149,6 +154,8 @@ pub struct Invocation {
     pub runtime: Option<OsString>,
     /// `--proclens-mountpoint`, if given.
     pub mountpoint: Option<PathBuf>,
+    /// `--proclens-seccomp-socket`, if given (empty: none).
+    pub seccomp_socket: Option<PathBuf>,
     /// runc's `--log` and `--log-format`: where the wrapper's line goes.
     pub log: Log,
     pub action: Action,
@@ -176,6 +183,7 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
         args: Vec::with_capacity(args.len()),
         runtime: None,
         mountpoint: None,
+        seccomp_socket: None,
         log: Log::default(),
         action: Action::PassThrough,
     };
@@ -195,7 +203,7 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
             inv.args.push(arg);
             break;
         };
-        let ours = [RUNTIME_OPT, MOUNTPOINT_OPT]
+        let ours = [RUNTIME_OPT, MOUNTPOINT_OPT, SECCOMP_SOCKET_OPT]
             .into_iter()
             .find(|o| o.as_bytes() == opt.name && arg.as_bytes().starts_with(b"--"));
         if let Some(o) = ours {
@@ -205,6 +213,7 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
             };
             match value {
                 Some(v) if o == RUNTIME_OPT => inv.runtime = Some(v),
+                Some(v) if o == SECCOMP_SOCKET_OPT => inv.seccomp_socket = Some(PathBuf::from(v)),
                 Some(v) => inv.mountpoint = Some(PathBuf::from(v)),
                 None => problem = Some(format!("--{o} needs a value")),
             }
@@ -296,6 +305,9 @@ pub struct Bundle<'a> {
     pub rootfs: PathBuf,
     /// Where the daemon serves (probed: it answers).
     pub mountpoint: &'a Path,
+    /// Where the daemon takes seccomp descriptors, if it listens there;
+    /// else why not.
+    pub seccomp: Result<&'a Path, String>,
 }
 
 /// One edit of config.json: changes the document in place and returns a
@@ -303,9 +315,8 @@ pub struct Bundle<'a> {
 /// written. Edits work on a copy, so a failed one leaves no trace.
 pub type Edit = fn(&mut Value, &Bundle<'_>) -> Result<String, String>;
 
-/// The edits, in order. (The sysinfo(2) answer over seccomp user
-/// notification adds its rule and `listenerPath` here.)
-pub const EDITS: &[Edit] = &[add_binds];
+/// The edits, in order.
+pub const EDITS: &[Edit] = &[add_binds, notify_sysinfo];
 
 /// What `create`/`run` did to the bundle, for its line ([`Log`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -342,8 +353,13 @@ pub enum Error {
 }
 
 /// Applies [`EDITS`] to `<bundle>/config.json`, replacing the file only
-/// if every edit succeeded and something changed.
-pub fn edit_bundle(bundle: &Path, mountpoint: &Path) -> Result<Outcome, Error> {
+/// if every edit succeeded and something changed. `seccomp_socket`: where
+/// the daemon takes seccomp descriptors (`None`: nowhere).
+pub fn edit_bundle(
+    bundle: &Path,
+    mountpoint: &Path,
+    seccomp_socket: Option<&Path>,
+) -> Result<Outcome, Error> {
     let path = bundle.join("config.json");
     let read_err = |source| Error::Read {
         path: path.clone(),
@@ -382,7 +398,15 @@ pub fn edit_bundle(bundle: &Path, mountpoint: &Path) -> Result<Outcome, Error> {
     let rootfs = rootfs
         .canonicalize()
         .map_err(|e| spec_err(format!("resolving the rootfs {}: {e}", rootfs.display())))?;
-    let ctx = Bundle { rootfs, mountpoint };
+    let seccomp = match seccomp_socket {
+        None => Err("no seccomp socket configured".to_owned()),
+        Some(s) => skip::listens(s).map(|()| s),
+    };
+    let ctx = Bundle {
+        rootfs,
+        mountpoint,
+        seccomp,
+    };
 
     let mut spec = original.clone();
     let mut notes = Vec::with_capacity(EDITS.len());
@@ -563,6 +587,109 @@ fn add_binds(spec: &mut Value, b: &Bundle<'_>) -> Result<String, String> {
 // The wrapper
 // ---------------------------------------------------------------------------
 
+/// The syscall the daemon answers through seccomp user notification.
+const SYSINFO: &str = "sysinfo";
+
+/// Has runc notify the container's sysinfo(2) calls to the daemon, which
+/// answers them from the container's cgroup (`serve::sysinfo`): the
+/// profile's rule for `sysinfo` becomes `SCMP_ACT_NOTIFY` and
+/// `listenerPath` the daemon's socket, to which runc hands the filter's
+/// descriptor once the container's init (or a `runc exec`'s process) has
+/// it. A container without a profile (`--privileged`, `seccomp=unconfined`)
+/// gets one that allows everything else.
+///
+/// Leaves the profile alone, and so the call to the kernel, when the
+/// daemon does not listen (a container whose runc cannot reach the socket
+/// would not start), when the profile already has a listener (one
+/// filter, one agent), and when the profile does not let sysinfo through
+/// (it refuses or kills it on purpose: that stays).
+fn notify_sysinfo(spec: &mut Value, b: &Bundle<'_>) -> Result<String, String> {
+    let socket = match &b.seccomp {
+        Ok(s) => s
+            .to_str()
+            .ok_or_else(|| format!("{} is not UTF-8", s.display()))?,
+        Err(why) => return Ok(format!("sysinfo(2) left to the kernel ({why})")),
+    };
+    let Some(linux) = spec.get_mut("linux") else {
+        return Ok("sysinfo(2) left to the kernel (no linux section)".to_owned());
+    };
+    let linux = linux
+        .as_object_mut()
+        .ok_or_else(|| "linux is not an object".to_owned())?;
+    let rule = json!({"names": [SYSINFO], "action": "SCMP_ACT_NOTIFY"});
+    let profile = match linux.get_mut("seccomp") {
+        None | Some(Value::Null) => {
+            linux.insert(
+                "seccomp".to_owned(),
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": socket,
+                    "syscalls": [rule],
+                }),
+            );
+            return Ok(format!(
+                "sysinfo(2) notified to {socket} (a profile of that rule alone)"
+            ));
+        }
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err("linux.seccomp is not an object".to_owned()),
+    };
+    if profile
+        .get("listenerPath")
+        .and_then(Value::as_str)
+        .is_some_and(|l| !l.is_empty())
+    {
+        return Ok("sysinfo(2) left to the kernel (the profile has a listener)".to_owned());
+    }
+    let default = profile
+        .get("defaultAction")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "linux.seccomp has no defaultAction".to_owned())?
+        .to_owned();
+    let mut rules = match profile.get("syscalls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(r)) => r.clone(),
+        Some(_) => return Err("linux.seccomp.syscalls is not an array".to_owned()),
+    };
+    // What the profile does with sysinfo: the actions of the rules naming
+    // it, else its default.
+    let mut actions = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let names = r
+            .get("names")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("linux.seccomp.syscalls[{i}] has no names"))?;
+        if names.iter().any(|n| n == SYSINFO) {
+            let action = r.get("action").and_then(Value::as_str).unwrap_or("");
+            actions.push(action.to_owned());
+        }
+    }
+    let passes = |a: &str| a == "SCMP_ACT_ALLOW" || a == "SCMP_ACT_LOG";
+    let lets_through = if actions.is_empty() {
+        passes(&default)
+    } else {
+        actions.iter().all(|a| passes(a))
+    };
+    if !lets_through {
+        let what = actions.first().unwrap_or(&default);
+        return Ok(format!(
+            "sysinfo(2) left to the profile, which gives it {what}"
+        ));
+    }
+    // Out of every rule that names it; a rule left with no names goes.
+    rules.retain_mut(|r| {
+        let Some(names) = r.get_mut("names").and_then(Value::as_array_mut) else {
+            return true;
+        };
+        let had = names.len();
+        names.retain(|n| n != SYSINFO);
+        had == names.len() || !names.is_empty()
+    });
+    rules.push(rule);
+    profile.insert("syscalls".to_owned(), Value::Array(rules));
+    profile.insert("listenerPath".to_owned(), Value::from(socket));
+    Ok(format!("sysinfo(2) notified to {socket}"))
+}
 /// The real runtime: `configured` (a path, or a name looked up in `PATH`),
 /// else `runc` from `PATH`. A `PATH` entry that is this very program (the
 /// wrapper installed as `runc`) is passed over.
@@ -682,9 +809,9 @@ fn rfc3339_utc(t: std::time::SystemTime) -> String {
 
 /// Edits the bundle for `create`/`run`, saying what happened on one line;
 /// never fails, never panics out.
-fn prepare(bundle: &Path, mountpoint: &Path, log: &Log) {
+fn prepare(bundle: &Path, mountpoint: &Path, seccomp_socket: Option<&Path>, log: &Log) {
     let config = bundle.join("config.json");
-    let result = std::panic::catch_unwind(|| edit_bundle(bundle, mountpoint));
+    let result = std::panic::catch_unwind(|| edit_bundle(bundle, mountpoint, seccomp_socket));
     match result {
         Ok(Ok(Outcome::Edited { changed, notes })) => {
             let what = if changed {
@@ -732,8 +859,16 @@ pub fn run(args: Vec<OsString>) -> ! {
         .clone()
         .or_else(|| std::env::var_os(MOUNTPOINT_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MOUNTPOINT));
+    let seccomp_socket = inv
+        .seccomp_socket
+        .clone()
+        .or_else(|| std::env::var_os(SECCOMP_SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SECCOMP_SOCKET));
+    let seccomp_socket = (!seccomp_socket.as_os_str().is_empty()).then_some(seccomp_socket);
     match &inv.action {
-        Action::Edit { bundle } => prepare(bundle, &mountpoint, &inv.log),
+        Action::Edit { bundle } => {
+            prepare(bundle, &mountpoint, seccomp_socket.as_deref(), &inv.log)
+        }
         Action::PassThrough => {}
         Action::Unreadable(why) => inv.log.say(
             Level::Warning,
@@ -889,12 +1024,14 @@ mod tests {
             "/r",
             "--proclens-runtime",
             "/usr/bin/crun",
+            "--proclens-seccomp-socket=",
             "create",
             "id",
         ]);
         assert_eq!(inv.args, os(&["--root", "/r", "create", "id"]));
         assert_eq!(inv.runtime, Some("/usr/bin/crun".into()));
         assert_eq!(inv.mountpoint, Some("/mp".into()));
+        assert_eq!(inv.seccomp_socket, Some("".into()));
         assert_eq!(inv.action, Action::Edit { bundle: ".".into() });
         // Only before the command: after it they are the runtime's business.
         let inv = edit_of(&["start", "--proclens-runtime=/x", "id"]);
@@ -963,6 +1100,7 @@ mod tests {
         Bundle {
             rootfs: root.path().canonicalize().expect("canon"),
             mountpoint: mp,
+            seccomp: Err("not asked".to_owned()),
         }
     }
 
@@ -1093,6 +1231,176 @@ mod tests {
         dir
     }
 
+    /// docker 20.10.24's config.json for `docker run debian` (its default
+    /// profile: everything refused but a list, sysinfo in the list).
+    fn docker_spec() -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/oci/docker-20.10.24-config.json");
+        serde_json::from_slice(&fs::read(&path).expect("fixture")).expect("json")
+    }
+
+    fn listening<'a>(root: &tempfile::TempDir, socket: &'a Path) -> Bundle<'a> {
+        Bundle {
+            seccomp: Ok(socket),
+            ..ctx(root, socket)
+        }
+    }
+
+    /// The rules of `spec`'s profile that name sysinfo: (action, names).
+    fn sysinfo_rules(spec: &Value) -> Vec<(String, usize)> {
+        spec["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .expect("syscalls")
+            .iter()
+            .filter(|r| {
+                r["names"]
+                    .as_array()
+                    .expect("names")
+                    .iter()
+                    .any(|n| n == "sysinfo")
+            })
+            .map(|r| {
+                (
+                    r["action"].as_str().expect("action").to_owned(),
+                    r["names"].as_array().expect("names").len(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dockers_profile_notifies_sysinfo_and_keeps_every_other_rule() {
+        let root = tempfile::tempdir().expect("rootfs");
+        let socket = Path::new("/run/proclens/seccomp.sock");
+        let mut spec = docker_spec();
+        let before = spec.clone();
+        let note = notify_sysinfo(&mut spec, &listening(&root, socket)).expect("edits");
+        assert_eq!(note, "sysinfo(2) notified to /run/proclens/seccomp.sock");
+        let p = &spec["linux"]["seccomp"];
+        assert_eq!(p["listenerPath"], "/run/proclens/seccomp.sock");
+        assert_eq!(
+            p["defaultAction"],
+            before["linux"]["seccomp"]["defaultAction"]
+        );
+        assert_eq!(sysinfo_rules(&spec), [("SCMP_ACT_NOTIFY".to_owned(), 1)]);
+        // The allow list lost sysinfo and nothing else; every other rule
+        // is as it was, in its place.
+        let old = before["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .expect("rules");
+        let new = p["syscalls"].as_array().expect("rules");
+        assert_eq!(new.len(), old.len() + 1);
+        for (o, n) in old.iter().zip(new) {
+            let mut o = o.clone();
+            if let Some(names) = o["names"].as_array_mut() {
+                names.retain(|n| n != "sysinfo");
+            }
+            assert_eq!(&o, n);
+        }
+        // Nothing outside the profile moved.
+        let mut rest = spec.clone();
+        rest["linux"]["seccomp"] = Value::Null;
+        let mut old_rest = before.clone();
+        old_rest["linux"]["seccomp"] = Value::Null;
+        assert_eq!(rest, old_rest);
+        // Editing again changes nothing (a second create of one bundle).
+        let again = spec.clone();
+        let note = notify_sysinfo(&mut spec, &listening(&root, socket)).expect("edits");
+        assert_eq!(
+            note,
+            "sysinfo(2) left to the kernel (the profile has a listener)"
+        );
+        assert_eq!(spec, again);
+    }
+
+    #[test]
+    fn sysinfo_is_left_alone_where_the_profile_or_the_daemon_says_so() {
+        let root = tempfile::tempdir().expect("rootfs");
+        let socket = Path::new("/s");
+        let cases = [
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_ERRNO"}]}),
+                "sysinfo(2) left to the profile, which gives it SCMP_ACT_ERRNO",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_KILL", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
+                "sysinfo(2) left to the profile, which gives it SCMP_ACT_KILL",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}),
+                "sysinfo(2) left to the kernel (the profile has a listener)",
+            ),
+        ];
+        for (profile, want) in cases {
+            let mut spec = json!({"linux": {"seccomp": profile}});
+            let before = spec.clone();
+            let note = notify_sysinfo(&mut spec, &listening(&root, socket)).expect("runs");
+            assert_eq!(note, want);
+            assert_eq!(spec, before);
+        }
+        // No daemon at the socket: nothing changes, whatever the profile.
+        let mut spec = docker_spec();
+        let before = spec.clone();
+        let b = Bundle {
+            seccomp: Err("/s: ECONNREFUSED".to_owned()),
+            ..ctx(&root, socket)
+        };
+        let note = notify_sysinfo(&mut spec, &b).expect("runs");
+        assert_eq!(note, "sysinfo(2) left to the kernel (/s: ECONNREFUSED)");
+        assert_eq!(spec, before);
+        // A malformed profile is an error (and so no edit is written).
+        for bad in [
+            json!("x"),
+            json!({"syscalls": []}),
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}),
+        ] {
+            let mut spec = json!({"linux": {"seccomp": bad}});
+            assert!(
+                notify_sysinfo(&mut spec, &listening(&root, socket)).is_err(),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_profile_gets_one_of_the_sysinfo_rule_alone() {
+        let root = tempfile::tempdir().expect("rootfs");
+        let socket = Path::new("/s");
+        for linux in [json!({}), json!({"seccomp": null})] {
+            let mut spec = json!({"linux": linux});
+            notify_sysinfo(&mut spec, &listening(&root, socket)).expect("edits");
+            assert_eq!(
+                spec["linux"]["seccomp"],
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/s",
+                       "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}]})
+            );
+        }
+        // A rule of sysinfo alone goes; one with others loses sysinfo.
+        let mut spec = json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["sysinfo"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["read", "sysinfo"], "action": "SCMP_ACT_LOG"}]}}});
+        notify_sysinfo(&mut spec, &listening(&root, socket)).expect("edits");
+        assert_eq!(
+            spec["linux"]["seccomp"]["syscalls"],
+            json!([{"names": ["read"], "action": "SCMP_ACT_LOG"},
+                   {"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}])
+        );
+    }
+
+    #[test]
+    fn the_listener_probe_tells_a_live_socket_from_a_dead_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        assert!(skip::listens(&path).is_err(), "no socket");
+        let l = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        assert_eq!(skip::listens(&path), Ok(()));
+        drop(l);
+        // The file is left, nobody listens (a daemon that was SIGKILLed).
+        assert!(path.exists());
+        let e = skip::listens(&path).expect_err("dead socket");
+        assert!(e.contains("ECONNREFUSED"), "{e}");
+    }
+
     #[test]
     fn opted_out_or_not_served_leaves_the_file_alone() {
         let mp = tempfile::tempdir().expect("mountpoint");
@@ -1107,7 +1415,7 @@ mod tests {
             ),
         ] {
             let b = bundle(config.as_bytes(), 0o600);
-            assert_eq!(edit_bundle(b.path(), mp.path()).expect("runs"), want);
+            assert_eq!(edit_bundle(b.path(), mp.path(), None).expect("runs"), want);
             assert_eq!(
                 fs::read_to_string(b.path().join("config.json")).expect("read"),
                 config
@@ -1120,7 +1428,7 @@ mod tests {
         let mp = Path::new("/nonexistent");
         for config in [&b"not json"[..], b"[1, 2]", b"{\"root\": 3"] {
             let b = bundle(config, 0o644);
-            assert!(edit_bundle(b.path(), mp).is_err(), "{config:?}");
+            assert!(edit_bundle(b.path(), mp, None).is_err(), "{config:?}");
             assert_eq!(
                 fs::read(b.path().join("config.json")).expect("read"),
                 config
@@ -1128,7 +1436,7 @@ mod tests {
         }
         let empty = tempfile::tempdir().expect("tempdir");
         assert!(matches!(
-            edit_bundle(empty.path(), mp),
+            edit_bundle(empty.path(), mp, None),
             Err(Error::Read { .. })
         ));
     }

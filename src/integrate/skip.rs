@@ -8,7 +8,9 @@
 //! - the daemon does not serve the mount ([`probe`]): not mounted, dead, or
 //!   no answer within 2 s;
 //! - a target is missing or resolves outside the container's rootfs
-//!   ([`target_in`]).
+//!   ([`target_in`]);
+//! - for sysinfo(2), the daemon does not listen at its seccomp socket
+//!   ([`listens`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,6 +59,26 @@ pub fn probe(mp: &Path) -> Result<(), String> {
             "the daemon does not answer within {} s",
             PROBE_TIMEOUT.as_secs()
         )),
+    }
+}
+
+/// Whether the daemon takes seccomp descriptors at `path`: a connection
+/// that is accepted, or waits in a full backlog, says yes; a socket nobody
+/// listens at (a daemon that died) or none says no. Closed at once
+/// without a word, which the daemon takes for this question. Never blocks.
+pub fn listens(path: &Path) -> Result<(), String> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let addr = UnixAddr::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN) => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 

@@ -709,7 +709,10 @@ mod tests {
         let docker = "4f6b0c6e2a1d9e8f7c3b5a4d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f";
         let name = fd_name(docker, 4_194_303);
         assert_eq!(name, format!("sysinfo-{docker}-4194303"));
-        assert!(name.len() <= NAME_LEN, "{name} does not fit an in-flight entry");
+        assert!(
+            name.len() <= NAME_LEN,
+            "{name} does not fit an in-flight entry"
+        );
         assert_eq!(fd_name("abc123_x.y-z", 7), "sysinfo-abc123_x.y-z-7");
         // The init's filter and an exec's are told apart.
         assert_ne!(fd_name("c", 1), fd_name("c", 2));

@@ -19,6 +19,12 @@ pub struct Case<'a> {
     /// Host instants around the exec that started the busy loops, and
     /// the load averages it read just before.
     pub loops: Option<(Instant, Instant, [f64; 3])>,
+    /// How many proclens files it binds: the nine runc takes from a
+    /// config, or every one (the OCI hook, LXC).
+    pub binds: usize,
+    /// Whether its sysinfo(2) is the daemon's (proclens-runc's seccomp
+    /// edit) or the kernel's.
+    pub sysinfo: bool,
 }
 
 impl Case<'_> {
@@ -35,7 +41,8 @@ const PROBE: &str = "echo '=== free -b'; free -b; echo '=== free -m'; free -m; \
     echo '=== online'; cat /sys/devices/system/cpu/online; \
     echo '=== fuse mounts'; grep -c ' - fuse' /proc/self/mountinfo || true; \
     echo '=== cp'; cp /proc/meminfo /tmp/proclens-meminfo && head -n 1 /tmp/proclens-meminfo; \
-    rm -f /tmp/proclens-meminfo";
+    rm -f /tmp/proclens-meminfo; \
+    echo '=== busybox free'; busybox free -b";
 
 /// `MemTotal:  N kB` -> N.
 fn mem_total_kb(line: &str) -> Option<u64> {
@@ -166,8 +173,20 @@ pub fn check_tools(case: &Case<'_>, spec: &Spec, host: &HostView) -> String {
     );
     assert_eq!(
         section(&s, "fuse mounts").trim(),
-        "9",
+        case.binds.to_string(),
         "one FUSE bind per proclens file:\n{out}"
+    );
+    // busybox free asks sysinfo(2): the daemon answers it for containers
+    // proclens-runc gave the seccomp rule, the kernel for the others.
+    let (want, whose) = if case.sysinfo {
+        (limit, "the cgroup's memory limit (the daemon's answer)")
+    } else {
+        (host.mem_total, "the host's memory (the kernel's answer)")
+    };
+    assert_eq!(
+        free_mem_total(section(&s, "busybox free")),
+        want,
+        "busybox free -b (sysinfo(2)) vs {whose}:\n{out}"
     );
     // cp(1) asks SEEK_DATA/SEEK_HOLE of a file whose st_blocks is 0: the
     // whole file must come through, and the daemon must not warn about it.
@@ -342,6 +361,11 @@ pub fn check_kernel_files(c: &dyn Running, host: &HostView, disk: &str) -> Strin
         mem_total_kb(section(&s, "cp")).map(|kb| kb * 1024),
         Some(host.mem_total),
         "MemTotal of a cp of /proc/meminfo:\n{out}"
+    );
+    assert_eq!(
+        free_mem_total(section(&s, "busybox free")),
+        host.mem_total,
+        "busybox free -b (sysinfo(2)) shows the host's memory:\n{out}"
     );
     out
 }

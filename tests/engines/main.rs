@@ -74,8 +74,8 @@ use checks::{
     HostView, WRITE_MIB,
 };
 use common::{
-    free_mem_total, host_command, proclens_bin, serial, unique_name, which, Container, Daemon,
-    Limits, TOOL_PATH,
+    free_mem_total, host_command, proclens_bin, seccomp_socket_of, serial, unique_name, which,
+    Container, Daemon, Limits, TOOL_PATH,
 };
 use docker::{DockerContainer, Dockerd};
 use engine::{engine, wait_for, Running, Spec};
@@ -337,6 +337,20 @@ struct World<'d> {
 }
 
 impl World<'_> {
+    /// How many files `how` binds: what runc takes from a config (binds.rs
+    /// `via_runc`), or, for the OCI hook and LXC, those and vmstat and the
+    /// pressure files the kernel has (none where PSI is off).
+    fn binds(&self, how: How<'_>) -> usize {
+        let pressure = ["cpu", "memory", "io"]
+            .iter()
+            .filter(|f| self.mp.join("proc/pressure").join(f).exists())
+            .count();
+        match how {
+            How::Podman { hook: true } | How::Lxc(_) => 10 + pressure,
+            _ => 9,
+        }
+    }
+
     /// The cgroup parent the engine of `how` puts containers below.
     fn parent(&self, how: How<'_>) -> String {
         match how {
@@ -377,10 +391,14 @@ impl World<'_> {
             }
             How::Podman { hook } => {
                 let flag = format!("--runtime-flag=proclens-mountpoint={}", self.mp.display());
+                let seccomp = format!(
+                    "--runtime-flag=proclens-seccomp-socket={}",
+                    seccomp_socket_of(&self.mp).display()
+                );
                 let global: Vec<&str> = if hook {
                     Vec::new()
                 } else {
-                    vec!["--runtime", "proclens", &flag]
+                    vec!["--runtime", "proclens", &flag, &seccomp]
                 };
                 let cg = format!("--cgroup-parent=/{}", self.parents["podman"]);
                 let mut args: Vec<&str> = vec![&cg];
@@ -500,7 +518,10 @@ fn every_engine_gives_its_container_its_own_proc() {
     let t = Instant::now();
     let containerd = ctr::Containerd::start(
         &base.join("containerd"),
-        &[("PROCLENS_RUNC_MOUNTPOINT", &mp)],
+        &[
+            ("PROCLENS_RUNC_MOUNTPOINT", &mp),
+            ("PROCLENS_RUNC_SECCOMP_SOCKET", &seccomp_socket_of(&mp)),
+        ],
     );
     println!("containerd ready in {:?}", t.elapsed());
     let ctr_parent = Container::new(
@@ -570,6 +591,11 @@ fn every_engine_gives_its_container_its_own_proc() {
             parent: world.parent(how),
             c,
             loops: None,
+            binds: world.binds(how),
+            sysinfo: matches!(
+                how,
+                How::Docker(Some(_)) | How::Podman { hook: false } | How::Ctr
+            ),
         };
         if let Some(out) = parts.run(&format!("{name}: tools"), || {
             check_tools(&case, &spec, &host)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::common::{proclens_bin, read};
+use crate::common::{proclens_bin, read, seccomp_socket_of};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -15,7 +15,8 @@ pub fn packaging(rel: &str) -> String {
 
 /// `packaging/docker/daemon.json` with its runtime's path replaced by
 /// `wrapper`, registered once per (name, mountpoint) with the mountpoint
-/// in `runtimeArgs` (the shipped file uses the default).
+/// and the daemon's seccomp socket in `runtimeArgs` (the shipped file
+/// uses the defaults).
 pub fn docker_daemon_json(wrapper: &Path, runtimes: &[(&str, &Path)]) -> Value {
     let shipped: Value =
         serde_json::from_str(&packaging("docker/daemon.json")).expect("daemon.json");
@@ -28,7 +29,13 @@ pub fn docker_daemon_json(wrapper: &Path, runtimes: &[(&str, &Path)]) -> Value {
     for (name, mp) in runtimes {
         let mut r = proto.clone();
         r["path"] = json!(wrapper);
-        r["runtimeArgs"] = json!([format!("--proclens-mountpoint={}", mp.display())]);
+        r["runtimeArgs"] = json!([
+            format!("--proclens-mountpoint={}", mp.display()),
+            format!(
+                "--proclens-seccomp-socket={}",
+                seccomp_socket_of(mp).display()
+            ),
+        ]);
         table.insert((*name).to_owned(), r);
     }
     let mut config = shipped.clone();
