@@ -671,7 +671,7 @@ fn notify_sysinfo(spec: &mut Value, b: &Bundle<'_>) -> Result<String, String> {
         actions.iter().all(|a| passes(a))
     };
     if !lets_through {
-        let what = actions.first().unwrap_or(&default);
+        let what = actions.iter().find(|a| !passes(a)).unwrap_or(&default);
         return Ok(format!(
             "sysinfo(2) left to the profile, which gives it {what}"
         ));
@@ -1321,6 +1321,12 @@ mod tests {
             (
                 json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_ERRNO"}]}),
                 "sysinfo(2) left to the profile, which gives it SCMP_ACT_ERRNO",
+            ),
+            (
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+                    {"names": ["sysinfo"], "action": "SCMP_ACT_ALLOW"},
+                    {"names": ["sysinfo", "uname"], "action": "SCMP_ACT_TRACE"}]}),
+                "sysinfo(2) left to the profile, which gives it SCMP_ACT_TRACE",
             ),
             (
                 json!({"defaultAction": "SCMP_ACT_KILL", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
