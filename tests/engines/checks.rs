@@ -198,6 +198,48 @@ pub fn check_tools(case: &Case<'_>, spec: &Spec, host: &HostView) -> String {
     out
 }
 
+/// A system container's service: a process in a child cgroup of the
+/// container's (no limits of its own), as systemd or OpenRC inside LXC
+/// makes one per service. Inside the container's cgroup namespace, whose
+/// root is the container's cgroup, it must see the container's limits,
+/// not the host's (its own cgroup has none).
+pub fn check_child_service(case: &Case<'_>) -> String {
+    let limit = case
+        .cgroup()
+        .memory_limit()
+        .expect("the container's cgroup has a memory limit");
+    let child = "proclens-svc";
+    let out = kernel::nsexec_in_child(
+        case.c.init_pid(),
+        child,
+        "echo '=== cgroup'; cat /proc/self/cgroup; \
+         echo '=== meminfo'; head -n 1 /proc/meminfo; \
+         echo '=== getconf'; getconf _NPROCESSORS_ONLN; \
+         echo '=== online'; cat /sys/devices/system/cpu/online",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the service's script failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = sections(&text);
+    assert!(
+        section(&s, "cgroup")
+            .lines()
+            .any(|l| l.ends_with(&format!(":/{child}"))),
+        "the service is not in the child cgroup, as its namespace shows it:\n{text}"
+    );
+    assert_eq!(
+        mem_total_kb(section(&s, "meminfo")),
+        Some(limit / 1024),
+        "a service in a child cgroup sees the container's memory limit:\n{text}"
+    );
+    assert_eq!(section(&s, "getconf").trim(), "1", "{text}");
+    assert_eq!(section(&s, "online").trim(), "0", "{text}");
+    text
+}
+
 /// `iostat -d -k` output: the `kB_wrtn` column of `disk`'s row.
 fn iostat_kb_written(out: &str, disk: &str) -> f64 {
     let mut header: Option<Vec<&str>> = None;

@@ -43,9 +43,44 @@ pub fn start_time(pid: i32) -> f64 {
 /// threads, slow to get the CPU the busy loops saturate), which the
 /// daemon counts as the kernel would; nsenter adds one short-lived task.
 pub fn nsexec(pid: i32, script: &str) -> Output {
+    let dirs = cgroup_dirs(pid);
+    nsexec_in(pid, &dirs, script)
+}
+
+/// [`nsexec`] in a cgroup `child` made below each of the init's (as a
+/// service manager inside a system container makes one per service, with
+/// no limits of its own; cpuset's copied from its parent, which v1 needs
+/// before a task may join), removed again afterwards.
+pub fn nsexec_in_child(pid: i32, child: &str, script: &str) -> Output {
+    let dirs: Vec<PathBuf> = cgroup_dirs(pid).iter().map(|d| d.join(child)).collect();
+    for d in &dirs {
+        fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let parent = d.parent().expect("a parent").join(f);
+            if let Ok(v) = fs::read_to_string(&parent) {
+                fs::write(d.join(f), v.trim()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            }
+        }
+    }
+    let out = nsexec_in(pid, &dirs, script);
+    for d in &dirs {
+        remove_cgroup(d);
+    }
+    out
+}
+
+fn nsexec_in(pid: i32, dirs: &[PathBuf], script: &str) -> Output {
+    let mut cmd = command_in_cgroups(which("nsenter").expect("nsenter"), dirs);
+    cmd.arg(format!("--target={pid}")).args([
+        "--pid", "--mount", "--cgroup", "--root", "--wd", "--", "sh", "-c", script,
+    ]);
+    run_with_timeout(&mut cmd, RUN_TIMEOUT)
+}
+
+/// The directories of `pid`'s cgroups, one per hierarchy, on the host.
+fn cgroup_dirs(pid: i32) -> Vec<PathBuf> {
     let text = read(format!("/proc/{pid}/cgroup"));
-    let dirs: Vec<PathBuf> = text
-        .lines()
+    text.lines()
         .filter_map(|line| {
             let mut f = line.splitn(3, ':');
             let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
@@ -56,12 +91,7 @@ pub fn nsexec(pid: i32, script: &str) -> Output {
             };
             Some(mount.join(path.trim_start_matches('/')))
         })
-        .collect();
-    let mut cmd = command_in_cgroups(which("nsenter").expect("nsenter"), &dirs);
-    cmd.arg(format!("--target={pid}")).args([
-        "--pid", "--mount", "--cgroup", "--root", "--wd", "--", "sh", "-c", script,
-    ]);
-    run_with_timeout(&mut cmd, RUN_TIMEOUT)
+        .collect()
 }
 
 /// A container's cgroup: the one below the cgroup parent its engine was

@@ -17,7 +17,9 @@
 //! `cpu/online`, `iostat` after a 16 MiB O_DIRECT write and `/proc/loadavg`
 //! after 30 s of two busy loops are checked against the limits and the
 //! kernel's own counters, read on the host: the container's cgroup files,
-//! its init's start time, its runnable tasks. Then the paths that must
+//! its init's start time, its runnable tasks. In the LXC container, a
+//! process in a child cgroup without limits of its own (a service, as a
+//! system container's init makes them) must see the container's limits. Then the paths that must
 //! leave a container alone: the opt-out annotation (podman, both ways, and
 //! ctr) and the daemon not running (docker's runtime, podman's hook, LXC)
 //! give a container that starts with the kernel's files; a SIGKILL and
@@ -70,8 +72,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use checks::{
-    check_iostat, check_kernel_files, check_load, check_tools, load_fields, nsexec_ok, Case,
-    HostView, WRITE_MIB,
+    check_child_service, check_iostat, check_kernel_files, check_load, check_tools, load_fields,
+    nsexec_ok, Case, HostView, WRITE_MIB,
 };
 use common::{
     free_mem_total, host_command, proclens_bin, seccomp_socket_of, serial, unique_name, which,
@@ -607,6 +609,13 @@ fn every_engine_gives_its_container_its_own_proc() {
                 format!("{name}: iostat after a {WRITE_MIB} MiB direct write"),
                 out,
             ));
+        }
+        if matches!(how, How::Lxc(_)) {
+            if let Some(out) = parts.run("LXC: a service in a child cgroup", || {
+                check_child_service(&case)
+            }) {
+                outputs.push(("LXC: a service in a child cgroup".to_owned(), out));
+            }
         }
         cases.push(case);
     }
