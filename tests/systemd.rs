@@ -31,9 +31,9 @@
 //!   container;
 //! - `journalctl -u proclens` shows the daemon's lines with their
 //!   priorities;
-//! - the fd store: `systemctl kill -s SIGKILL` while a runc container whose
-//!   seccomp profile notifies `sysinfo(2)` to the daemon calls it in a
-//!   loop; the container's descriptor waits in systemd's fd store
+//! - the fd store: `systemctl kill -s SIGKILL` while a runc container,
+//!   started through the package's proclens-runc (which gives it the
+//!   seccomp rule), calls `sysinfo(2)` in a loop; the container's descriptor waits in systemd's fd store
 //!   (`FileDescriptorStoreMax=`), comes back to the restarted daemon, and
 //!   no call fails.
 //!
@@ -1297,8 +1297,11 @@ fn the_journal_has_the_daemons_lines_with_their_priorities() {
 // ---------------------------------------------------------------------------
 
 /// Where the unit's daemon takes containers' seccomp descriptors (the
-/// default of `proclens mount --seccomp-socket`, which the unit keeps).
+/// default of `proclens mount --seccomp-socket`, which the unit keeps,
+/// and of proclens-runc).
 const SECCOMP_SOCKET: &str = "/run/proclens/seccomp.sock";
+/// The runtime wrapper the package installs.
+const WRAPPER: &str = "/usr/bin/proclens-runc";
 
 /// Calls sysinfo(2) (through ctypes) until /shared/stop exists; each call
 /// must succeed and show argv[1] bytes of RAM. Prints `tick T CALLS` at
@@ -1335,10 +1338,13 @@ while not os.path.exists("/shared/stop"):
 print("done calls=%d fails=%d wrong=%d longest_ms=%.1f why=%s" % (calls, fails, wrong, longest * 1000, why), flush=True)
 "#;
 
-/// A runc container calling sysinfo(2) in a loop, `sysinfo` notified to
-/// the daemon's seccomp socket as proclens-runc configures it; its root is
-/// mount points only, with the guest's /usr and /etc bound read-only.
-/// Drop stops it (`runc delete -f`) and removes its cgroup and files.
+/// A runc container calling sysinfo(2) in a loop, run through the
+/// package's `/usr/bin/proclens-runc` with its defaults (the mount at
+/// /var/lib/proclens, the seccomp socket at /run/proclens/seccomp.sock):
+/// its config.json has no seccomp profile, the wrapper gives it one that
+/// notifies `sysinfo` to the daemon, and the binds. Its root is mount
+/// points only, with the guest's /usr and /etc bound read-only. Drop stops
+/// it (`runc delete -f`) and removes its cgroup and files.
 struct SysinfoLoop {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
@@ -1351,7 +1357,11 @@ struct SysinfoLoop {
 
 impl SysinfoLoop {
     fn start(memory: u64) -> SysinfoLoop {
-        let runc = which("runc").expect("runc is needed (apt-get install runc)");
+        assert!(
+            which("runc").is_some(),
+            "runc is needed behind proclens-runc (apt-get install runc)"
+        );
+        let runc = PathBuf::from(WRAPPER);
         let dir = tempfile::Builder::new()
             .prefix("proclens-e2e-runc-")
             .tempdir()
@@ -1395,13 +1405,7 @@ impl SysinfoLoop {
             "linux": {
                 "cgroupsPath": format!("/{id}"),
                 "resources": {"memory": {"limit": memory}},
-                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
-                "seccomp": {
-                    "defaultAction": "SCMP_ACT_ALLOW",
-                    "listenerPath": SECCOMP_SOCKET,
-                    "architectures": ["SCMP_ARCH_X86_64"],
-                    "syscalls": [{"names": ["sysinfo"], "action": "SCMP_ACT_NOTIFY"}]
-                }
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]
             }
         });
         fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");

@@ -414,8 +414,6 @@ impl Views {
             return Ok(None);
         };
         let host = self.host.read("/proc/meminfo")?;
-        let parsed = meminfo::parse(&host);
-        let kb = |key: &str| parsed.get(key).copied().unwrap_or(0);
         let (total, free, shared, buffers, swap_total, swap_free) = match self.cgroups.memory(p)? {
             Some(m) => {
                 let v = meminfo::virtual_values(&meminfo::HostMem::scan(&host), &m).map_err(
@@ -434,14 +432,19 @@ impl Views {
                     g("SwapFree"),
                 )
             }
-            None => (
-                kb("MemTotal"),
-                kb("MemFree"),
-                kb("Shmem"),
-                kb("Buffers"),
-                kb("SwapTotal"),
-                kb("SwapFree"),
-            ),
+            None => {
+                // No memory controller: the host's numbers, as its meminfo.
+                let parsed = meminfo::parse(&host);
+                let kb = |key: &str| parsed.get(key).copied().unwrap_or(0);
+                (
+                    kb("MemTotal"),
+                    kb("MemFree"),
+                    kb("Shmem"),
+                    kb("Buffers"),
+                    kb("SwapTotal"),
+                    kb("SwapFree"),
+                )
+            }
         };
         let now = host::boottime_ns();
         let loads = self.load.track(dir);
