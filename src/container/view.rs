@@ -448,7 +448,12 @@ impl Views {
         };
         let now = host::boottime_ns();
         let loads = self.load.track(dir);
-        let procs = self.cgroups.tasks(dir)?.len() as u64;
+        // The pids controller's count is one read; walking the task lists
+        // of the subtree is the way without it.
+        let procs = match self.cgroups.task_count(p)? {
+            Some(n) => n,
+            None => self.cgroups.tasks(dir)?.len() as u64,
+        };
         Ok(Some(render::sysinfo::Sysinfo {
             uptime_ns: now.saturating_sub(self.ticks_to_ns(c.init_start)),
             loads,

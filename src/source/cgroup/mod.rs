@@ -252,6 +252,15 @@ impl Cgroups {
             .transpose()
     }
 
+    /// How many tasks the container's pids controller counts (`None`
+    /// without one, or for the root cgroup).
+    pub fn task_count(&self, p: &Placement) -> Result<Option<u64>, Error> {
+        match p.get(Controller::Pids).filter(|d| !d.is_root()) {
+            Some(d) => read::task_count(Files(&self.dirs), d),
+            None => Ok(None),
+        }
+    }
+
     /// Thread ids of every task in the cgroup and its descendants.
     pub fn tasks(&self, dir: &Dir) -> Result<Vec<u32>, Error> {
         read::tasks(Files(&self.dirs), dir)

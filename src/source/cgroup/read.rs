@@ -455,6 +455,12 @@ pub(super) fn cpu_usage(fs: Files, p: &Placement) -> Result<Option<CpuUsage>, Er
 /// summed over CPUs: `cpu.stat` `throttled_usec` (v2) or `throttled_time`
 /// (v1, ns). 0 when the file does not say (no bandwidth control: nothing
 /// was ever throttled).
+/// `pids.current`: the tasks of the cgroup and its descendants as the
+/// pids controller counts them (one read of a kept file), if it has one.
+pub(super) fn task_count(fs: Files, dir: &Dir) -> Result<Option<u64>, Error> {
+    fs.parsed_opt(&dir.path, "pids.current", parse::number)
+}
+
 pub(super) fn throttled(fs: Files, dir: &Dir) -> Result<u64, Error> {
     let (key, unit) = match dir.version {
         Version::V2 => ("throttled_usec", 1000),
