@@ -29,11 +29,29 @@ fn reader(name: &str) -> u32 {
 
 fn views(c: &mut Criterion) {
     // "big" is the v1 container on a 256-CPU host (tests/fixtures/make-big.py):
-    // cpuinfo and stat grow with the host's CPUs.
-    for name in ["v1", "v2", "big"] {
+    // cpuinfo and stat grow with the host's CPUs. v1, v2 and big were
+    // captured before vmstat and the pressure files were served: those
+    // come from the psi captures (tests/fixtures/capture-psi.sh), with stat
+    // again for its steal.
+    let first: Vec<VFile> = VFile::PROC
+        .into_iter()
+        .filter(|f| *f != VFile::Vmstat)
+        .chain([VFile::CpuOnline])
+        .collect();
+    let psi: Vec<VFile> = [VFile::Vmstat, VFile::Stat]
+        .into_iter()
+        .chain(VFile::PRESSURE)
+        .collect();
+    for (name, files) in [
+        ("v1", &first),
+        ("v2", &first),
+        ("big", &first),
+        ("psi-v1", &psi),
+        ("psi-v2", &psi),
+    ] {
         let views = Views::new(&fixture(name), Options::default()).expect("views");
         let caller = views.caller(reader(name)).expect("caller");
-        for f in VFile::PROC.into_iter().chain([VFile::CpuOnline]) {
+        for &f in files {
             c.bench_function(&format!("{name}/render/{}", f.name()), |b| {
                 b.iter(|| views.render(black_box(f), &caller).expect("render"))
             });

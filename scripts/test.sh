@@ -30,7 +30,8 @@ export PROCLENS_DEB
 echo "scripts/test.sh: package $PROCLENS_DEB"
 # The soak reads 100k times here; scripts/soak.sh runs the full million.
 export SOAK_READS=${SOAK_READS:-100000}
-cargo test --all-targets --locked 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: a failing target must not hide what the others say.
+cargo test --all-targets --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 
 # Pure cgroup v2 with systemd as PID 1, in the VM: the package installed
 # with dpkg -i and its unit driven by systemd (tests/systemd.rs), then the

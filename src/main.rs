@@ -123,8 +123,63 @@ impl log::Log for Quiet {
 
 #[cfg(test)]
 mod tests {
-    use super::syslog_prefixed;
-    use log::Level;
+    use super::{syslog_prefixed, Quiet};
+    use log::{Level, Log};
+    use std::sync::{Arc, Mutex};
+
+    /// What a logger writes, shared with the test.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("sink").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn replies_to_requests_the_kernel_dropped_are_debug_not_errors() {
+        let sink = Sink::default();
+        let quiet = Quiet(
+            env_logger::Builder::new()
+                .parse_filters("info")
+                .format(|buf, r| {
+                    use std::io::Write;
+                    writeln!(buf, "{} {}: {}", r.level(), r.target(), r.args())
+                })
+                .target(env_logger::Target::Pipe(Box::new(sink.clone())))
+                .build(),
+        );
+        let log = |target: &str, level: Level, msg: &str| {
+            quiet.log(
+                &log::Record::builder()
+                    .args(format_args!("{msg}"))
+                    .level(level)
+                    .target(target)
+                    .build(),
+            )
+        };
+        let gone = "Failed to send FUSE reply: No such file or directory (os error 2)";
+        log("fuser::reply", Level::Error, gone);
+        log(
+            "fuser::reply",
+            Level::Error,
+            "Failed to send FUSE reply: Broken pipe (os error 32)",
+        );
+        log("proclens::x", Level::Error, gone);
+        let text = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf-8");
+        assert_eq!(
+            text,
+            format!(
+                "ERROR fuser::reply: Failed to send FUSE reply: Broken pipe (os error 32)\n\
+                 ERROR proclens::x: {gone}\n"
+            )
+        );
+    }
 
     #[test]
     fn every_line_carries_the_priority_of_its_level() {
