@@ -44,13 +44,43 @@ fn fuse_mounts_at(mp: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Whether a FUSE mount answers: a dead daemon's mount fails with ENOTCONN
-/// at once; a live one answers; a hung one does not answer (we stop
-/// waiting). The probe looks up a name that does not exist: the kernel
-/// caches no answer for it, so the daemon itself must give one (a stat of
-/// the mount point could be answered from the attributes the kernel keeps
-/// for a second, even for a daemon that is gone).
-fn probe(mp: &Path) -> Option<std::io::Result<()>> {
+/// What a probe of a FUSE mount found out about its daemon.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It answered: a daemon serves the mount.
+    Live,
+    /// The kernel ended the connection: nobody serves the mount.
+    Dead,
+    /// The connection was ended while our probe waited for its answer
+    /// (the kernel ends such requests with ECONNABORTED): its daemon is
+    /// exiting right now, and the next probe sees it dead.
+    Ending,
+    /// No answer in time.
+    Hung,
+    /// Some other failure, which we do not guess at.
+    Failed(i32),
+}
+
+/// Reads a probe's outcome (`None`: it did not finish in time).
+fn verdict(answer: Option<std::io::Result<()>>) -> Verdict {
+    match answer {
+        None => Verdict::Hung,
+        Some(Ok(())) => Verdict::Live,
+        Some(Err(e)) => match e.raw_os_error() {
+            Some(libc::ENOTCONN) => Verdict::Dead,
+            Some(libc::ECONNABORTED) => Verdict::Ending,
+            other => Verdict::Failed(other.unwrap_or(libc::EIO)),
+        },
+    }
+}
+
+/// Probes whether a FUSE mount answers: a dead daemon's mount fails with
+/// ENOTCONN at once; a live one answers; a hung one does not answer (we
+/// stop waiting). The probe looks up a name that does not exist: the
+/// kernel caches no answer for it, so the daemon itself must give one (a
+/// stat of the mount point could be answered from the attributes the
+/// kernel keeps for a second, even for a daemon that is gone).
+fn probe(mp: &Path) -> Verdict {
     let (tx, rx) = std::sync::mpsc::channel();
     let p = mp.join(".proclens-probe");
     std::thread::spawn(move || {
@@ -60,7 +90,7 @@ fn probe(mp: &Path) -> Option<std::io::Result<()>> {
         };
         let _ = tx.send(r);
     });
-    rx.recv_timeout(Duration::from_secs(2)).ok()
+    verdict(rx.recv_timeout(Duration::from_secs(2)).ok())
 }
 
 /// How long a mount that answers is watched for its daemon going away.
@@ -77,14 +107,17 @@ pub fn clear_stale(mp: &Path) -> Result<()> {
         let Some(fstype) = mounts.last() else {
             return Ok(());
         };
-        let mut answer = probe(mp);
         let deadline = std::time::Instant::now() + LIVE_GRACE;
-        while matches!(answer, Some(Ok(()))) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
+        let mut answer = probe(mp);
+        while matches!(answer, Verdict::Live | Verdict::Ending)
+            && std::time::Instant::now() < deadline
+        {
+            let pause = if answer == Verdict::Live { 50 } else { 5 };
+            std::thread::sleep(Duration::from_millis(pause));
             answer = probe(mp);
         }
         match answer {
-            Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            Verdict::Dead => {
                 log::warn!(
                     "{}: replacing the stale {fstype} mount of a daemon that is gone",
                     mp.display()
@@ -92,15 +125,36 @@ pub fn clear_stale(mp: &Path) -> Result<()> {
                 nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH)
                     .with_context(|| format!("unmounting stale {}", mp.display()))?;
             }
-            Some(_) => bail!(
+            Verdict::Live | Verdict::Ending => bail!(
                 "{} is already served by a live {fstype} daemon; stop it first",
                 mp.display()
             ),
-            None => bail!(
+            Verdict::Hung => bail!(
                 "{} is a {fstype} mount whose daemon does not answer; stop it first",
                 mp.display()
+            ),
+            Verdict::Failed(errno) => bail!(
+                "{} is a {fstype} mount that fails a lookup with {}; unmount it first",
+                mp.display(),
+                std::io::Error::from_raw_os_error(errno)
             ),
         }
     }
     bail!("{}: too many stacked stale mounts", mp.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{verdict, Verdict};
+    use std::io::Error;
+
+    #[test]
+    fn a_probe_ended_by_the_kernel_is_a_daemon_on_its_way_out_not_a_live_one() {
+        let err = |n| Some(Err(Error::from_raw_os_error(n)));
+        assert_eq!(verdict(Some(Ok(()))), Verdict::Live);
+        assert_eq!(verdict(err(libc::ENOTCONN)), Verdict::Dead);
+        assert_eq!(verdict(err(libc::ECONNABORTED)), Verdict::Ending);
+        assert_eq!(verdict(err(libc::EIO)), Verdict::Failed(libc::EIO));
+        assert_eq!(verdict(None), Verdict::Hung);
+    }
 }
