@@ -49,12 +49,9 @@ fn fuse_mounts_at(mp: &Path) -> Result<Vec<String>> {
 enum Verdict {
     /// It answered: a daemon serves the mount.
     Live,
-    /// The kernel ended the connection: nobody serves the mount.
+    /// The kernel ended the connection: nobody serves the mount. A probe
+    /// sent while the daemon was exiting learns it as ECONNABORTED.
     Dead,
-    /// The connection was ended while our probe waited for its answer
-    /// (the kernel ends such requests with ECONNABORTED): its daemon is
-    /// exiting right now, and the next probe sees it dead.
-    Ending,
     /// No answer in time.
     Hung,
     /// Some other failure, which we do not guess at.
@@ -66,11 +63,8 @@ fn verdict(answer: Option<std::io::Result<()>>) -> Verdict {
     match answer {
         None => Verdict::Hung,
         Some(Ok(())) => Verdict::Live,
-        Some(Err(e)) => match e.raw_os_error() {
-            Some(libc::ENOTCONN) => Verdict::Dead,
-            Some(libc::ECONNABORTED) => Verdict::Ending,
-            other => Verdict::Failed(other.unwrap_or(libc::EIO)),
-        },
+        Some(Err(e)) if super::remount::ended(&e) => Verdict::Dead,
+        Some(Err(e)) => Verdict::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
 
@@ -109,11 +103,8 @@ pub fn clear_stale(mp: &Path) -> Result<()> {
         };
         let deadline = std::time::Instant::now() + LIVE_GRACE;
         let mut answer = probe(mp);
-        while matches!(answer, Verdict::Live | Verdict::Ending)
-            && std::time::Instant::now() < deadline
-        {
-            let pause = if answer == Verdict::Live { 50 } else { 5 };
-            std::thread::sleep(Duration::from_millis(pause));
+        while answer == Verdict::Live && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
             answer = probe(mp);
         }
         match answer {
@@ -125,7 +116,7 @@ pub fn clear_stale(mp: &Path) -> Result<()> {
                 nix::mount::umount2(mp, nix::mount::MntFlags::MNT_DETACH)
                     .with_context(|| format!("unmounting stale {}", mp.display()))?;
             }
-            Verdict::Live | Verdict::Ending => bail!(
+            Verdict::Live => bail!(
                 "{} is already served by a live {fstype} daemon; stop it first",
                 mp.display()
             ),
@@ -153,7 +144,7 @@ mod tests {
         let err = |n| Some(Err(Error::from_raw_os_error(n)));
         assert_eq!(verdict(Some(Ok(()))), Verdict::Live);
         assert_eq!(verdict(err(libc::ENOTCONN)), Verdict::Dead);
-        assert_eq!(verdict(err(libc::ECONNABORTED)), Verdict::Ending);
+        assert_eq!(verdict(err(libc::ECONNABORTED)), Verdict::Dead);
         assert_eq!(verdict(err(libc::EIO)), Verdict::Failed(libc::EIO));
         assert_eq!(verdict(None), Verdict::Hung);
     }

@@ -237,13 +237,20 @@ pub fn scan(source: &str) -> Vec<Namespace> {
 /// What a stat through a mount says about its connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
-    /// ENOTCONN: the daemon is gone.
+    /// ENOTCONN or ECONNABORTED: the daemon is gone.
     Dead,
     Live,
     /// No answer within the timeout: a daemon that is there but stuck.
     Hung,
     /// Could not tell (every process we looked through is gone).
     Unknown,
+}
+
+/// Whether an error says the connection is over: ENOTCONN for a request
+/// made after its end, ECONNABORTED for one in flight when it ended. A FUSE
+/// connection never comes back.
+pub fn ended(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
 }
 
 /// Stats `path` on a thread, giving up after `timeout`; a read of a hung
@@ -285,7 +292,7 @@ pub fn liveness(nss: &[Namespace], skip: &HashSet<Dev>) -> HashMap<Dev, Liveness
             verdict = match probe(&path, Duration::from_secs(1)) {
                 None => Liveness::Hung,
                 Some(Ok(_)) => Liveness::Live,
-                Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => Liveness::Dead,
+                Some(Err(e)) if ended(&e) => Liveness::Dead,
                 // ENOENT, ESRCH: that process went away; look through another.
                 Some(Err(_)) => continue,
             };

@@ -359,7 +359,7 @@ fn heal(w: &Worker) {
     if remount::devs_at(mp).last() != Some(&w.dev) {
         let dead = matches!(
             remount::probe(mp, std::time::Duration::from_secs(1)),
-            Some(Err(ref e)) if e.raw_os_error() == Some(libc::ENOTCONN)
+            Some(Err(ref e)) if remount::ended(e)
         );
         let spare = w.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
         match (dead, spare) {
