@@ -722,8 +722,9 @@ fn vmstat_is_the_containers_memory_stat_and_block_io() {
 
 /// Rule (issue 16): the steal column is the time the container's tasks
 /// waited for a CPU (their schedstat run delay) less the time its own quota
-/// held it back (cpu.stat), as long as it was under its allowance, which
-/// it was: the capture's clock is long past.
+/// held it back (cpu.stat), up to what its allowance (its life at the
+/// capture, by the capture's own uptime, times its quota) leaves unused:
+/// taken out of idle, never out of user or system.
 #[test]
 fn stat_steal_is_the_tasks_wait_less_their_throttling() {
     for (name, _, _, _, cpu) in PSI {
@@ -771,11 +772,44 @@ fn stat_steal_is_the_tasks_wait_less_their_throttling() {
             .skip(1)
             .map(|v| v.parse().expect("ticks"))
             .collect();
-        // One visible CPU (quota 0.9, cpuset 1): its line is the total.
-        assert_eq!(
-            cpu_line[7],
-            (waited - throttled) / 10_000_000,
-            "{name}: steal ticks:\n{stat}"
+        // The allowance in ticks (USER_HZ 100): the init's life by the
+        // capture's clock, times the quota (one visible CPU, cpuset 1).
+        let init: u32 = env
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("init=")?.parse().ok())
+            .expect("init=");
+        let start: f64 = host(name, &format!("proc/{init}/stat"))
+            .rsplit(')')
+            .next()
+            .and_then(|f| f.split_whitespace().nth(19)?.parse().ok())
+            .expect("start time");
+        let uptime: f64 = host(name, "proc/uptime")
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("uptime");
+        let num = |f: &str| host(name, &format!("{cpu}/{f}")).trim().to_owned();
+        let quota = if name == "psi-v1" {
+            num("cpu.cfs_quota_us").parse::<f64>().expect("quota")
+                / num("cpu.cfs_period_us").parse::<f64>().expect("period")
+        } else {
+            let max = num("cpu.max");
+            let (q, p) = max.split_once(' ').expect("cpu.max");
+            q.parse::<f64>().expect("quota") / p.parse::<f64>().expect("period")
+        };
+        assert!(quota > 0.0 && quota < 1.0, "{name}: quota {quota}");
+        let allowance = ((uptime * 100.0 - start) * quota) as u64;
+        let (used, idle, steal) = (cpu_line[0] + cpu_line[2], cpu_line[3], cpu_line[7]);
+        assert!(
+            (used + idle + steal).abs_diff(allowance) <= 2,
+            "{name}: used {used} + idle {idle} + steal {steal} ticks, allowance {allowance}:\n{stat}"
         );
+        let stall = (waited - throttled) / 10_000_000;
+        assert!(
+            steal.abs_diff(stall.min(allowance.saturating_sub(used))) <= 2,
+            "{name}: steal {steal} ticks, stall {stall}, unused {}:\n{stat}",
+            allowance.saturating_sub(used)
+        );
+        assert!(steal > 100, "{name}: steal {steal} ticks: nothing to see");
     }
 }

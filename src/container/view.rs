@@ -327,7 +327,7 @@ impl Views {
                 render::stat::render(&host, &lines, running, blocked).map_err(rerr)?
             }
             VFile::Uptime => {
-                let now = host::boottime_ns();
+                let now = self.host.boottime_ns();
                 let start = self.ticks_to_ns(c.init_start);
                 let Some((idle, _)) = self.account(c, Account::idle_ns)? else {
                     return Ok(self.host.read("/proc/uptime")?);
@@ -446,7 +446,7 @@ impl Views {
                 )
             }
         };
-        let now = host::boottime_ns();
+        let now = self.host.boottime_ns();
         let loads = self.load.track(dir);
         // The pids controller's count is one read; walking the task lists
         // of the subtree is the way without it.
@@ -578,7 +578,7 @@ impl Views {
                 usage,
                 tasks,
                 throttled,
-                now: host::boottime_ns(),
+                now: self.host.boottime_ns(),
             }))
         };
         let ns_per_tick = self.ticks_to_ns(1);

@@ -59,6 +59,22 @@ impl Host {
         }
     }
 
+    /// `CLOCK_BOOTTIME` in nanoseconds as the tree below the root tells
+    /// it: the live clock on `/`; for a captured tree the moment of its
+    /// capture, its `proc/uptime` (the same clock, in centiseconds), so
+    /// that what a capture renders does not depend on how long this
+    /// machine has been up. A tree without that file gets the live clock.
+    pub fn boottime_ns(&self) -> u64 {
+        if self.root != Path::new("/") {
+            if let Ok(Some(t)) = self.read_opt("/proc/uptime") {
+                if let Some(ns) = uptime_ns(&t) {
+                    return ns;
+                }
+            }
+        }
+        boottime_ns()
+    }
+
     /// Online CPUs from `/sys/devices/system/cpu/online`.
     pub fn online_cpus(&self) -> Result<Vec<u32>, Error> {
         let abs = "/sys/devices/system/cpu/online";
@@ -83,6 +99,13 @@ pub fn boottime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The first field of `/proc/uptime` ("5987.97 1042.90"), in nanoseconds.
+fn uptime_ns(text: &str) -> Option<u64> {
+    let (secs, frac) = text.split_whitespace().next()?.split_once('.')?;
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(secs.parse::<u64>().ok()? * 1_000_000_000 + frac.parse::<u64>().ok()?)
+}
+
 /// The size of a page, the unit of /proc/vmstat's page counts.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf has no preconditions.
@@ -102,5 +125,19 @@ pub fn clk_tck() -> u64 {
         v as u64
     } else {
         100
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uptime_is_read_to_the_nanosecond() {
+        assert_eq!(
+            super::uptime_ns("5987.97 1042.90\n"),
+            Some(5_987_970_000_000)
+        );
+        assert_eq!(super::uptime_ns("12.5 3.00"), Some(12_500_000_000));
+        assert_eq!(super::uptime_ns("12 3"), None);
+        assert_eq!(super::uptime_ns(""), None);
     }
 }
