@@ -45,6 +45,18 @@ pub fn signed(text: &str) -> Result<i64, ParseError> {
 /// Lines whose value is not a number are an error: the kernel never writes them.
 pub fn flat_keyed(text: &str) -> Result<BTreeMap<&str, u64>, ParseError> {
     let mut out = BTreeMap::new();
+    flat_keyed_each(text, |k, v| {
+        out.insert(k, v);
+    })?;
+    Ok(out)
+}
+
+/// [`flat_keyed`] without the map: `f` gets each pair in the file's order
+/// (a key given twice, which the kernel never does, is given twice).
+pub fn flat_keyed_each<'a>(
+    text: &'a str,
+    mut f: impl FnMut(&'a str, u64),
+) -> Result<(), ParseError> {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut it = line.split_whitespace();
         let (Some(k), Some(v), None) = (it.next(), it.next(), it.next()) else {
@@ -53,9 +65,9 @@ pub fn flat_keyed(text: &str) -> Result<BTreeMap<&str, u64>, ParseError> {
         let v = v
             .parse()
             .map_err(|_| err(format!("bad value for {k}: {v:?}")))?;
-        out.insert(k, v);
+        f(k, v);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `cpu.max`: "$MAX $PERIOD", where $MAX may be "max". Returns (quota, period).

@@ -128,50 +128,83 @@ pub struct MemStat {
 }
 
 impl MemStat {
-    /// v2 `memory.stat` keys are the field names.
-    pub fn from_v2(m: &BTreeMap<&str, u64>) -> MemStat {
-        let g = |k: &str| m.get(k).copied();
-        MemStat {
-            anon: g("anon"),
-            file: g("file"),
-            shmem: g("shmem"),
-            file_mapped: g("file_mapped"),
-            file_dirty: g("file_dirty"),
-            file_writeback: g("file_writeback"),
-            anon_thp: g("anon_thp"),
-            active_anon: g("active_anon"),
-            inactive_anon: g("inactive_anon"),
-            active_file: g("active_file"),
-            inactive_file: g("inactive_file"),
-            unevictable: g("unevictable"),
-            slab_reclaimable: g("slab_reclaimable"),
-            slab_unreclaimable: g("slab_unreclaimable"),
-            kernel_stack: g("kernel_stack"),
-            pagetables: g("pagetables"),
-            swapcached: g("swapcached"),
+    /// The field a `memory.stat` key of `version` fills. v2 keys are the
+    /// field names; v1 gives the hierarchical `total_*` keys (they include
+    /// the children, as a container's own view must), and has no slab,
+    /// kernel stack or page table breakdown.
+    fn field(&mut self, version: Version, key: &str) -> Option<&mut Option<u64>> {
+        Some(match version {
+            Version::V2 => match key {
+                "anon" => &mut self.anon,
+                "file" => &mut self.file,
+                "shmem" => &mut self.shmem,
+                "file_mapped" => &mut self.file_mapped,
+                "file_dirty" => &mut self.file_dirty,
+                "file_writeback" => &mut self.file_writeback,
+                "anon_thp" => &mut self.anon_thp,
+                "active_anon" => &mut self.active_anon,
+                "inactive_anon" => &mut self.inactive_anon,
+                "active_file" => &mut self.active_file,
+                "inactive_file" => &mut self.inactive_file,
+                "unevictable" => &mut self.unevictable,
+                "slab_reclaimable" => &mut self.slab_reclaimable,
+                "slab_unreclaimable" => &mut self.slab_unreclaimable,
+                "kernel_stack" => &mut self.kernel_stack,
+                "pagetables" => &mut self.pagetables,
+                "swapcached" => &mut self.swapcached,
+                _ => return None,
+            },
+            Version::V1 => match key.strip_prefix("total_")? {
+                "rss" => &mut self.anon,
+                "cache" => &mut self.file,
+                "shmem" => &mut self.shmem,
+                "mapped_file" => &mut self.file_mapped,
+                "dirty" => &mut self.file_dirty,
+                "writeback" => &mut self.file_writeback,
+                "rss_huge" => &mut self.anon_thp,
+                "active_anon" => &mut self.active_anon,
+                "inactive_anon" => &mut self.inactive_anon,
+                "active_file" => &mut self.active_file,
+                "inactive_file" => &mut self.inactive_file,
+                "unevictable" => &mut self.unevictable,
+                _ => return None,
+            },
+        })
+    }
+
+    /// The breakdown from `memory.stat`'s pairs.
+    pub fn from_pairs<'a>(
+        version: Version,
+        pairs: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> MemStat {
+        let mut s = MemStat::default();
+        for (k, v) in pairs {
+            s.set(version, k, v);
+        }
+        s
+    }
+
+    fn set(&mut self, version: Version, key: &str, value: u64) {
+        if let Some(f) = self.field(version, key) {
+            *f = Some(value);
         }
     }
 
-    /// v1 `memory.stat`: the hierarchical `total_*` keys (they include the
-    /// children, as a container's own view must). v1 has no slab, kernel
-    /// stack or page table breakdown.
+    /// `memory.stat`'s text, parsed in one pass without a map.
+    pub fn parse(version: Version, text: &str) -> Result<MemStat, ParseError> {
+        let mut s = MemStat::default();
+        parse::flat_keyed_each(text, |k, v| s.set(version, k, v))?;
+        Ok(s)
+    }
+
+    /// v2 `memory.stat` as a map.
+    pub fn from_v2(m: &BTreeMap<&str, u64>) -> MemStat {
+        MemStat::from_pairs(Version::V2, m.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    /// v1 `memory.stat` as a map.
     pub fn from_v1(m: &BTreeMap<&str, u64>) -> MemStat {
-        let g = |k: &str| m.get(k).copied();
-        MemStat {
-            anon: g("total_rss"),
-            file: g("total_cache"),
-            shmem: g("total_shmem"),
-            file_mapped: g("total_mapped_file"),
-            file_dirty: g("total_dirty"),
-            file_writeback: g("total_writeback"),
-            anon_thp: g("total_rss_huge"),
-            active_anon: g("total_active_anon"),
-            inactive_anon: g("total_inactive_anon"),
-            active_file: g("total_active_file"),
-            inactive_file: g("total_inactive_file"),
-            unevictable: g("total_unevictable"),
-            ..MemStat::default()
-        }
+        MemStat::from_pairs(Version::V1, m.iter().map(|(k, v)| (*k, *v)))
     }
 }
 
@@ -194,20 +227,20 @@ pub struct Memory {
     pub swap: Option<Swap>,
 }
 
+/// The memory controller's numbers (`memory.stat` parsed into the fields
+/// meminfo and sysinfo use, nothing else).
 pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
-    memory_with(fs, dir, |_| ()).map(|(m, ())| m)
-}
-
-/// The memory controller's numbers, and `f` of its `memory.stat` (parsed
-/// once for both).
-fn memory_with<T>(
-    fs: Files,
-    dir: &Dir,
-    f: impl FnOnce(&BTreeMap<&str, u64>) -> T,
-) -> Result<(Memory, T), Error> {
     let p = &dir.path;
     let stat_text = fs.text(p, "memory.stat")?;
-    let map = parse::flat_keyed(&stat_text).map_err(|e| parse_err(p, "memory.stat", e))?;
+    let stat =
+        MemStat::parse(dir.version, &stat_text).map_err(|e| parse_err(p, "memory.stat", e))?;
+    memory_with(fs, dir, stat)
+}
+
+/// The memory controller's numbers beside the `memory.stat` breakdown
+/// `stat` already read.
+fn memory_with(fs: Files, dir: &Dir, stat: MemStat) -> Result<Memory, Error> {
+    let p = &dir.path;
     match dir.version {
         Version::V2 => {
             let limit = min_over_chain(fs, dir, "memory.max", parse::limit)?;
@@ -219,13 +252,12 @@ fn memory_with<T>(
                     usage,
                 }),
             };
-            let m = Memory {
+            Ok(Memory {
                 limit,
                 usage,
-                stat: MemStat::from_v2(&map),
+                stat,
                 swap,
-            };
-            Ok((m, f(&map)))
+            })
         }
         Version::V1 => {
             let limit = min_over_chain(fs, dir, "memory.limit_in_bytes", v1_limit)?;
@@ -246,13 +278,12 @@ fn memory_with<T>(
                     })
                 }
             };
-            let m = Memory {
+            Ok(Memory {
                 limit,
                 usage,
-                stat: MemStat::from_v1(&map),
+                stat,
                 swap,
-            };
-            Ok((m, f(&map)))
+            })
         }
     }
 }
@@ -302,10 +333,14 @@ impl MemCounters {
 /// `memory.events` (v2, the cgroup and its descendants) or
 /// `memory.oom_control` (v1) when the kernel has it.
 pub(super) fn memory_counters(fs: Files, dir: &Dir) -> Result<(Memory, MemCounters), Error> {
-    let (m, mut counters) = memory_with(fs, dir, |map| match dir.version {
-        Version::V2 => MemCounters::from_v2(map),
-        Version::V1 => MemCounters::from_v1(map),
-    })?;
+    let p = &dir.path;
+    let stat_text = fs.text(p, "memory.stat")?;
+    let map = parse::flat_keyed(&stat_text).map_err(|e| parse_err(p, "memory.stat", e))?;
+    let (stat, mut counters) = match dir.version {
+        Version::V2 => (MemStat::from_v2(&map), MemCounters::from_v2(&map)),
+        Version::V1 => (MemStat::from_v1(&map), MemCounters::from_v1(&map)),
+    };
+    let m = memory_with(fs, dir, stat)?;
     let events = match dir.version {
         Version::V2 => "memory.events",
         Version::V1 => "memory.oom_control",
@@ -565,4 +600,64 @@ pub(super) fn tasks(fs: Files, dir: &Dir) -> Result<Vec<u32>, Error> {
         stack.extend(subs.iter().map(|n| d.join(n)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MemStat, Version};
+
+    /// The number on the line of `key` in a captured file, looked up
+    /// without the parser under test.
+    fn line(text: &str, key: &str) -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn pairs(s: &MemStat) -> [(Option<u64>, &'static str, &'static str); 17] {
+        [
+            (s.anon, "anon", "total_rss"),
+            (s.file, "file", "total_cache"),
+            (s.shmem, "shmem", "total_shmem"),
+            (s.file_mapped, "file_mapped", "total_mapped_file"),
+            (s.file_dirty, "file_dirty", "total_dirty"),
+            (s.file_writeback, "file_writeback", "total_writeback"),
+            (s.anon_thp, "anon_thp", "total_rss_huge"),
+            (s.active_anon, "active_anon", "total_active_anon"),
+            (s.inactive_anon, "inactive_anon", "total_inactive_anon"),
+            (s.active_file, "active_file", "total_active_file"),
+            (s.inactive_file, "inactive_file", "total_inactive_file"),
+            (s.unevictable, "unevictable", "total_unevictable"),
+            (s.slab_reclaimable, "slab_reclaimable", "-"),
+            (s.slab_unreclaimable, "slab_unreclaimable", "-"),
+            (s.kernel_stack, "kernel_stack", "-"),
+            (s.pagetables, "pagetables", "-"),
+            (s.swapcached, "swapcached", "-"),
+        ]
+    }
+
+    #[test]
+    fn memory_stat_fields_come_from_their_own_lines_in_both_versions() {
+        let v2 = include_str!(
+            "../../../tests/fixtures/v2/root/sys/fs/cgroup/proclens-fixture/memory.stat"
+        );
+        let v1 = include_str!(
+            "../../../tests/fixtures/v1/root/sys/fs/cgroup/memory/proclens-fixture/memory.stat"
+        );
+        let s2 = MemStat::parse(Version::V2, v2).expect("v2 parses");
+        let s1 = MemStat::parse(Version::V1, v1).expect("v1 parses");
+        for (got, key, _) in pairs(&s2) {
+            assert_eq!(got, line(v2, key), "v2 {key}");
+        }
+        for (got, _, key) in pairs(&s1) {
+            assert_eq!(got, line(v1, key), "v1 {key}");
+        }
+        // v1's own-cgroup lines ("rss 4096") never stand in for the totals.
+        assert!(line(v1, "rss").is_some() && s1.anon == line(v1, "total_rss"));
+        assert!(s1.anon.is_some() && s2.anon.is_some());
+        // The map-based path (vmstat's) agrees.
+        let m = super::parse::flat_keyed(v1).expect("map");
+        assert_eq!(MemStat::from_v1(&m), s1);
+        assert!(MemStat::parse(Version::V2, "anon 1\nfile x\n").is_err());
+        assert!(MemStat::parse(Version::V1, "total_rss\n").is_err());
+    }
 }
