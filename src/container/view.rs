@@ -413,15 +413,13 @@ impl Views {
         let Some(dir) = p.tasks_dir().filter(|d| !d.is_root() && !c.host) else {
             return Ok(None);
         };
-        let host = self.host.read("/proc/meminfo")?;
+        let host = self.host.mem()?;
         let (total, free, shared, buffers, swap_total, swap_free) = match self.cgroups.memory(p)? {
             Some(m) => {
-                let v = meminfo::virtual_values(&meminfo::HostMem::scan(&host), &m).map_err(
-                    |error| Error::Render {
-                        file: "sysinfo",
-                        error,
-                    },
-                )?;
+                let v = meminfo::virtual_values(&host, &m).map_err(|error| Error::Render {
+                    file: "sysinfo",
+                    error,
+                })?;
                 let g = |key: &str| meminfo::value(&v, key);
                 (
                     g("MemTotal"),
@@ -432,19 +430,15 @@ impl Views {
                     g("SwapFree"),
                 )
             }
-            None => {
-                // No memory controller: the host's numbers, as its meminfo.
-                let parsed = meminfo::parse(&host);
-                let kb = |key: &str| parsed.get(key).copied().unwrap_or(0);
-                (
-                    kb("MemTotal"),
-                    kb("MemFree"),
-                    kb("Shmem"),
-                    kb("Buffers"),
-                    kb("SwapTotal"),
-                    kb("SwapFree"),
-                )
-            }
+            // No memory controller: the host's numbers, as its meminfo.
+            None => (
+                host.mem_total.unwrap_or(0),
+                host.mem_free,
+                host.shmem,
+                host.buffers,
+                host.swap_total,
+                host.swap_free,
+            ),
         };
         let now = self.host.boottime_ns();
         let loads = self.load.track(dir);

@@ -16,32 +16,7 @@ pub fn parse(host: &str) -> HashMap<&str, u64> {
         .collect()
 }
 
-/// The host's numbers a container's meminfo is bounded by, in kB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HostMem {
-    /// `None` when the host's file has no MemTotal line.
-    pub mem_total: Option<u64>,
-    pub swap_total: u64,
-    pub swap_free: u64,
-}
-
-impl HostMem {
-    /// One pass over the host's meminfo for the three lines needed.
-    pub fn scan(host: &str) -> HostMem {
-        let mut h = HostMem::default();
-        let num = |rest: &str| rest.split_whitespace().next().and_then(|v| v.parse().ok());
-        for l in host.lines() {
-            if let Some(r) = l.strip_prefix("MemTotal:") {
-                h.mem_total = num(r);
-            } else if let Some(r) = l.strip_prefix("SwapTotal:") {
-                h.swap_total = num(r).unwrap_or(0);
-            } else if let Some(r) = l.strip_prefix("SwapFree:") {
-                h.swap_free = num(r).unwrap_or(0);
-            }
-        }
-        h
-    }
-}
+pub use crate::source::host::HostMem;
 
 /// (SwapTotal, SwapFree) in kB for the container. Swap the cgroup does not
 /// account is unknown: the host's numbers are all there is to show.

@@ -75,6 +75,21 @@ impl Host {
         boottime_ns()
     }
 
+    /// The host's memory: from `sysinfo(2)` on `/` (the daemon runs on
+    /// the host, whose call is never intercepted), from the tree's
+    /// `proc/meminfo` below any other root.
+    pub fn mem(&self) -> Result<HostMem, Error> {
+        if self.root == Path::new("/") {
+            // SAFETY: sysinfo writes into a struct we own.
+            let mut s: libc::sysinfo = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            if unsafe { libc::sysinfo(&mut s) } == 0 {
+                return Ok(HostMem::from_sysinfo(&s));
+            }
+        }
+        Ok(HostMem::scan(&self.read("/proc/meminfo")?))
+    }
+
     /// Online CPUs from `/sys/devices/system/cpu/online`.
     pub fn online_cpus(&self) -> Result<Vec<u32>, Error> {
         let abs = "/sys/devices/system/cpu/online";
@@ -83,6 +98,62 @@ impl Host {
             path: self.root.join(abs.trim_start_matches('/')),
             error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.0),
         })
+    }
+}
+
+/// The host's memory as /proc/meminfo gives it, in kB: what a container's
+/// meminfo is bounded by, and what `sysinfo(2)` answers where the
+/// container has no memory controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostMem {
+    /// `None` when the host's file has no MemTotal line.
+    pub mem_total: Option<u64>,
+    pub mem_free: u64,
+    pub buffers: u64,
+    pub shmem: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+impl HostMem {
+    /// One pass over the text of /proc/meminfo for the lines needed.
+    pub fn scan(meminfo: &str) -> HostMem {
+        let mut h = HostMem::default();
+        let num = |rest: &str| rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        for l in meminfo.lines() {
+            let Some((key, rest)) = l.split_once(':') else {
+                continue;
+            };
+            let field = match key {
+                "MemTotal" => {
+                    h.mem_total = num(rest);
+                    continue;
+                }
+                "MemFree" => &mut h.mem_free,
+                "Buffers" => &mut h.buffers,
+                "Shmem" => &mut h.shmem,
+                "SwapTotal" => &mut h.swap_total,
+                "SwapFree" => &mut h.swap_free,
+                _ => continue,
+            };
+            *field = num(rest).unwrap_or(0);
+        }
+        h
+    }
+
+    /// The same numbers from the kernel's `struct sysinfo`, which fills
+    /// both from the same counters (mm/show_mem.c si_meminfo, and
+    /// si_swapinfo): one system call instead of rendering the whole file.
+    fn from_sysinfo(s: &libc::sysinfo) -> HostMem {
+        let kb = |v: u64| v * u64::from(s.mem_unit.max(1)) / 1024;
+        HostMem {
+            mem_total: Some(kb(s.totalram)),
+            mem_free: kb(s.freeram),
+            buffers: kb(s.bufferram),
+            shmem: kb(s.sharedram),
+            swap_total: kb(s.totalswap),
+            swap_free: kb(s.freeswap),
+        }
     }
 }
 
@@ -130,6 +201,40 @@ pub fn clk_tck() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    /// The system call and the file agree, on this machine's kernel (the
+    /// totals; what is free moves between the two reads).
+    #[test]
+    fn the_hosts_memory_from_sysinfo_is_its_meminfo() {
+        let host = super::Host::new(std::path::Path::new("/"), 4);
+        let call = host.mem().expect("sysinfo");
+        let file =
+            super::HostMem::scan(&std::fs::read_to_string("/proc/meminfo").expect("meminfo"));
+        assert!(file.mem_total.is_some_and(|t| t > 0));
+        assert_eq!(call.mem_total, file.mem_total);
+        assert_eq!(call.swap_total, file.swap_total);
+        let near = |a: u64, b: u64| a.abs_diff(b) <= b / 10 + 4096;
+        assert!(near(call.mem_free, file.mem_free), "{call:?} {file:?}");
+        assert!(near(call.shmem, file.shmem), "{call:?} {file:?}");
+        assert!(near(call.swap_free, file.swap_free), "{call:?} {file:?}");
+    }
+
+    #[test]
+    fn a_captured_meminfo_gives_every_field() {
+        let text = "MemTotal:       24731872 kB\nMemFree:         1000 kB\nBuffers:   7 kB\nCached: 9 kB\nSwapTotal: 5 kB\nSwapFree: 3 kB\nShmem: 11 kB\n";
+        let h = super::HostMem::scan(text);
+        assert_eq!(
+            (
+                h.mem_total,
+                h.mem_free,
+                h.buffers,
+                h.shmem,
+                h.swap_total,
+                h.swap_free
+            ),
+            (Some(24731872), 1000, 7, 11, 5, 3)
+        );
+    }
+
     #[test]
     fn uptime_is_read_to_the_nanosecond() {
         assert_eq!(
