@@ -298,10 +298,9 @@ impl Views {
             }
             VFile::Swaps => {
                 let host = self.host.read("/proc/swaps")?;
-                let mi = self.host.read("/proc/meminfo")?;
                 match self.cgroups.memory(p)? {
                     Some(m) => {
-                        let (total, free) = meminfo::swap_kb(&meminfo::HostMem::scan(&mi), &m);
+                        let (total, free) = meminfo::swap_kb(&self.host.mem()?, &m);
                         render::swaps::render(&host, total, total - free)
                     }
                     None => host,
@@ -357,7 +356,7 @@ impl Views {
                 let Some((mem, counters)) = self.cgroups.memory_counters(p)? else {
                     return Ok(host);
                 };
-                let meminfo = self.host.read("/proc/meminfo")?;
+                let host_mem = self.host.mem()?;
                 let io = self.cgroups.io(p)?;
                 // The PMD size (2 MiB on x86-64) where the kernel says.
                 let thp_size = self
@@ -368,7 +367,7 @@ impl Views {
                 render::vmstat::render(
                     &host,
                     &render::vmstat::Inputs {
-                        meminfo: &meminfo,
+                        host_mem,
                         mem: &mem,
                         counters: &counters,
                         io: io.as_ref(),

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 /// What one vmstat line of the container is made from.
 #[derive(Debug)]
 pub struct Inputs<'a> {
-    /// The host's /proc/meminfo (its MemTotal bounds the container's).
-    pub meminfo: &'a str,
+    /// The host's memory (its MemTotal bounds the container's).
+    pub host_mem: meminfo::HostMem,
     pub mem: &'a Memory,
     pub counters: &'a MemCounters,
     /// Per-device block I/O; `None` without an I/O controller.
@@ -116,7 +116,7 @@ fn value(key: &str, inp: &Inputs, free_pages: u64) -> u64 {
 }
 
 pub fn render(host: &str, inp: &Inputs) -> Result<String, RenderError> {
-    let (_, free_kb) = meminfo::total_free_kb(&meminfo::HostMem::scan(inp.meminfo), inp.mem)?;
+    let (_, free_kb) = meminfo::total_free_kb(&inp.host_mem, inp.mem)?;
     let free_pages = free_kb * 1024 / inp.page_size.max(1);
     let mut out = String::with_capacity(host.len());
     for line in host.lines() {
@@ -189,7 +189,7 @@ mod tests {
         let out = render(
             host,
             &Inputs {
-                meminfo,
+                host_mem: meminfo::HostMem::scan(meminfo),
                 mem: &mem,
                 counters: &counters,
                 io: Some(&io),
@@ -277,7 +277,7 @@ mod tests {
         let out = render(
             host,
             &Inputs {
-                meminfo,
+                host_mem: meminfo::HostMem::scan(meminfo),
                 mem: &mem,
                 counters: &counters,
                 io: None,
@@ -312,7 +312,7 @@ mod tests {
         };
         let counters = MemCounters::default();
         let inp = Inputs {
-            meminfo: "MemTotal: 1024 kB\n",
+            host_mem: meminfo::HostMem::scan("MemTotal: 1024 kB\n"),
             mem: &mem,
             counters: &counters,
             io: None,
