@@ -106,6 +106,10 @@ struct Slot {
 pub struct KeptDir {
     path: PathBuf,
     ino: u64,
+    /// A cgroup file system (kernfs) keeps a directory's link count at 2
+    /// plus its subdirectories, refreshed on each stat
+    /// (kernfs_refresh_inode), so a leaf needs no listing.
+    counts_subdirs: bool,
     /// For openat(2) of its files and listing its subdirectories (the lock
     /// keeps one thread's rewind and getdents from interleaving another's).
     dir: Mutex<nix::dir::Dir>,
@@ -134,9 +138,19 @@ impl KeptDir {
             }
             st.st_ino
         };
+        // SAFETY: fstatfs into a buffer we own, on a descriptor we own.
+        let counts_subdirs = unsafe {
+            let mut fs: libc::statfs = std::mem::zeroed();
+            libc::fstatfs(fd, &mut fs) == 0
+                && matches!(
+                    fs.f_type,
+                    libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC
+                )
+        };
         Ok(KeptDir {
             path: path.to_owned(),
             ino,
+            counts_subdirs,
             dir: Mutex::new(dir),
             fd,
             probe,
@@ -225,6 +239,9 @@ impl KeptDir {
 
     /// The names of its subdirectories.
     pub fn subdirs(&self) -> io::Result<Vec<OsString>> {
+        if self.counts_subdirs && self.links()? == 2 {
+            return Ok(Vec::new());
+        }
         let mut dir = self.dir.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         // nix rewinds the directory when the iterator is dropped.
@@ -247,16 +264,23 @@ impl KeptDir {
         1 + files.iter().filter(|s| s.file.is_some()).count()
     }
 
+    /// The directory's link count now.
+    fn links(&self) -> io::Result<u64> {
+        // SAFETY: fstat into a stat buffer we own, on a descriptor we own.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(self.fd, &mut st) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(st.st_nlink)
+        }
+    }
+
     /// Whether the directory still exists: it has a link (a removed
     /// directory of a disk filesystem has none) and its probe file answers
     /// (a removed cgroup's answers ENODEV).
     pub fn alive(&self) -> bool {
-        // SAFETY: fstat into a stat buffer we own, on a descriptor we own.
-        let linked = unsafe {
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(self.fd, &mut st) == 0 && st.st_nlink > 0
-        };
-        linked && matches!(self.read(self.probe), Ok(Some(_)))
+        self.links().is_ok_and(|n| n > 0) && matches!(self.read(self.probe), Ok(Some(_)))
     }
 }
 
@@ -536,6 +560,50 @@ impl Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cgroup of this test's own, removed with its children on drop.
+    struct TestCgroup(PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0.join("child"));
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_leaf_cgroup_is_known_by_its_link_count_and_a_child_is_listed_at_once() {
+        // The memory controller's v1 tree on a hybrid host, the unified
+        // tree on a pure v2 one.
+        let root = [
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("cgroup.procs").exists())
+        .expect("a cgroup file system (run as root on Linux)");
+        let cg = TestCgroup(root.join(format!("proclens-kept-{}", std::process::id())));
+        std::fs::create_dir(&cg.0).expect("make a test cgroup (as root)");
+        let k = KeptDir::open(&cg.0, "cgroup.procs").expect("open");
+        assert!(
+            k.counts_subdirs,
+            "{} is a cgroup file system",
+            root.display()
+        );
+        assert!(k.subdirs().expect("list").is_empty());
+        std::fs::create_dir(cg.0.join("child")).expect("child cgroup");
+        assert_eq!(k.subdirs().expect("list"), vec![OsString::from("child")]);
+        std::fs::remove_dir(cg.0.join("child")).expect("remove child");
+        assert!(k.subdirs().expect("list").is_empty());
+        // Elsewhere every directory is listed.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("d")).expect("dir");
+        let t = KeptDir::open(tmp.path(), "d").expect("open");
+        assert!(!t.counts_subdirs);
+        assert_eq!(t.subdirs().expect("list"), vec![OsString::from("d")]);
+    }
 
     #[test]
     fn one_read_gets_the_whole_file_whatever_its_size() {
