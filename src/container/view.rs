@@ -298,7 +298,7 @@ impl Views {
             }
             VFile::Swaps => {
                 let host = self.host.read("/proc/swaps")?;
-                match self.cgroups.memory(p)? {
+                match self.cgroups.memory_usage(p)? {
                     Some(m) => {
                         let (total, free) = meminfo::swap_kb(&self.host.mem()?, &m);
                         render::swaps::render(&host, total, total - free)

@@ -217,6 +217,15 @@ impl Cgroups {
             .transpose()
     }
 
+    /// [`Cgroups::memory`] without the `memory.stat` breakdown (all its
+    /// fields `None`): limits, usage and swap only.
+    pub fn memory_usage(&self, p: &Placement) -> Result<Option<Memory>, Error> {
+        p.get(Controller::Memory)
+            .filter(|d| !d.is_root())
+            .map(|d| read::memory_usage(Files(&self.dirs), d))
+            .transpose()
+    }
+
     pub fn cpu_limits(&self, p: &Placement, online: &[u32]) -> Result<CpuLimits, Error> {
         read::cpu_limits(Files(&self.dirs), p, online)
     }

@@ -237,6 +237,12 @@ pub(super) fn memory(fs: Files, dir: &Dir) -> Result<Memory, Error> {
     memory_with(fs, dir, stat)
 }
 
+/// The memory controller's limits and usage, without reading `memory.stat`
+/// (its breakdown is left empty): what swaps needs.
+pub(super) fn memory_usage(fs: Files, dir: &Dir) -> Result<Memory, Error> {
+    memory_with(fs, dir, MemStat::default())
+}
+
 /// The memory controller's numbers beside the `memory.stat` breakdown
 /// `stat` already read.
 fn memory_with(fs: Files, dir: &Dir, stat: MemStat) -> Result<Memory, Error> {
