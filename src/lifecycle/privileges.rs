@@ -1,5 +1,6 @@
 //! The capabilities the daemon keeps, and dropping all the others.
 
+use crate::source::caps;
 use anyhow::{bail, Context, Result};
 
 /// CAP_SYS_ADMIN (mount, unmount, open_tree, move_mount, and setns into a
@@ -20,7 +21,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// the kernel's own file. Nothing else ever runs with it. Kept only when
 /// the daemon was given it: without, every trigger is an unprivileged
 /// opener's.
-const PERMITTED_ONLY: [u32; 1] = [crate::source::caps::CAP_SYS_RESOURCE];
+const PERMITTED_ONLY: [u32; 1] = [caps::CAP_SYS_RESOURCE];
 
 /// Drops every other capability from this thread's sets and the bounding set
 /// before any thread starts (threads inherit them), and forbids regaining
@@ -41,26 +42,10 @@ pub fn drop_capabilities() -> Result<()> {
             bail!("PR_CAPBSET_DROP {cap}: {}", std::io::Error::last_os_error());
         }
     }
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut data = [Data::default(); 2];
-    for cap in KEEP_CAPS {
-        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
-        data[word].effective |= bit;
-        data[word].permitted |= bit;
-    }
+    // PERMITTED_ONLY only where we hold it.
+    let mut permitted = Vec::with_capacity(PERMITTED_ONLY.len());
     for cap in PERMITTED_ONLY {
-        if !crate::source::caps::permitted(cap).unwrap_or(false) {
+        if !caps::permitted(cap).unwrap_or(false) {
             // Not an error: a bounding set without it (some CI sandboxes,
             // a unit that leaves it out) only makes every trigger an
             // unprivileged one (at least 2 s windows).
@@ -69,18 +54,9 @@ pub fn drop_capabilities() -> Result<()> {
             );
             continue;
         }
-        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
-        data[word].permitted |= bit;
+        permitted.push(cap);
     }
-    // _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
-    let header = Header {
-        version: 0x2008_0522,
-        pid: 0,
-    };
-    // SAFETY: capset reads a valid header and two data words we own.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        bail!("capset: {}", std::io::Error::last_os_error());
-    }
+    caps::set_exactly(&KEEP_CAPS, &permitted).context("capset")?;
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         bail!("PR_SET_NO_NEW_PRIVS: {}", std::io::Error::last_os_error());

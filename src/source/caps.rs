@@ -62,6 +62,22 @@ fn set(data: &[Data; 2]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets this thread's capabilities to exactly `effective` and `permitted`
+/// (the effective ones are permitted too), with nothing inheritable.
+/// Only lowers: a capability not permitted now is refused (EPERM).
+pub fn set_exactly(effective: &[u32], permitted: &[u32]) -> io::Result<()> {
+    let mut data = [Data::default(); 2];
+    for &cap in effective {
+        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[word].effective |= bit;
+        data[word].permitted |= bit;
+    }
+    for &cap in permitted {
+        data[(cap / 32) as usize].permitted |= 1u32 << (cap % 32);
+    }
+    set(&data)
+}
+
 /// Runs `f` with `cap` in this thread's effective set when `on`, and
 /// without it when not, then restores the set. Raising needs `cap` in the
 /// permitted set; lowering always works.
