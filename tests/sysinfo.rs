@@ -30,25 +30,6 @@ use std::time::{Duration, Instant};
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// `struct sysinfo` through ctypes; prints `name=value` of one call.
-const PY_SYSINFO: &str = r#"
-import ctypes
-class Sysinfo(ctypes.Structure):
-    _fields_ = [("uptime", ctypes.c_long), ("loads", ctypes.c_ulong * 3),
-                ("totalram", ctypes.c_ulong), ("freeram", ctypes.c_ulong),
-                ("sharedram", ctypes.c_ulong), ("bufferram", ctypes.c_ulong),
-                ("totalswap", ctypes.c_ulong), ("freeswap", ctypes.c_ulong),
-                ("procs", ctypes.c_ushort), ("pad", ctypes.c_ushort),
-                ("totalhigh", ctypes.c_ulong), ("freehigh", ctypes.c_ulong),
-                ("mem_unit", ctypes.c_uint), ("_f", ctypes.c_char * 8)]
-libc = ctypes.CDLL(None, use_errno=True)
-def sysinfo():
-    s = Sysinfo()
-    if libc.sysinfo(ctypes.byref(s)) != 0:
-        raise OSError(ctypes.get_errno(), "sysinfo")
-    return s
-"#;
-
 /// Calls sysinfo until /shared/stop exists; every call must return 0 with
 /// totalram = argv[1]. Prints `started` once running, then one summary.
 const PY_LOOP: &str = r#"

@@ -1306,18 +1306,9 @@ const WRAPPER: &str = "/usr/bin/proclens-runc";
 /// Calls sysinfo(2) (through ctypes) until /shared/stop exists; each call
 /// must succeed and show argv[1] bytes of RAM. Prints `tick T CALLS` at
 /// most every 0.5 s (T: CLOCK_MONOTONIC seconds) after a good call, and a
-/// summary at the end.
+/// summary at the end. Follows [`PY_SYSINFO`].
 const SYSINFO_LOOP: &str = r#"
-import ctypes, os, sys, time
-class Sysinfo(ctypes.Structure):
-    _fields_ = [("uptime", ctypes.c_long), ("loads", ctypes.c_ulong * 3),
-                ("totalram", ctypes.c_ulong), ("freeram", ctypes.c_ulong),
-                ("sharedram", ctypes.c_ulong), ("bufferram", ctypes.c_ulong),
-                ("totalswap", ctypes.c_ulong), ("freeswap", ctypes.c_ulong),
-                ("procs", ctypes.c_ushort), ("pad", ctypes.c_ushort),
-                ("totalhigh", ctypes.c_ulong), ("freehigh", ctypes.c_ulong),
-                ("mem_unit", ctypes.c_uint), ("_f", ctypes.c_char * 8)]
-libc = ctypes.CDLL(None, use_errno=True)
+import os, sys, time
 want = int(sys.argv[1])
 calls = fails = wrong = 0
 longest, last, why = 0.0, 0.0, "-"
@@ -1387,7 +1378,7 @@ impl SysinfoLoop {
             "process": {
                 "terminal": false,
                 "user": {"uid": 0, "gid": 0},
-                "args": ["python3", "-c", SYSINFO_LOOP, memory.to_string()],
+                "args": ["python3", "-c", format!("{PY_SYSINFO}{SYSINFO_LOOP}"), memory.to_string()],
                 "env": ["PATH=/usr/bin:/bin", "HOME=/tmp"],
                 "cwd": "/",
                 "noNewPrivileges": true

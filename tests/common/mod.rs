@@ -1907,3 +1907,23 @@ pub fn footprint(pid: u32) -> Footprint {
         threads: field("Threads:"),
     }
 }
+
+/// `struct sysinfo` through ctypes (x86-64 layout): `Sysinfo`, `libc` and
+/// `sysinfo()`, for Python scripts that call sysinfo(2) in a container.
+pub const PY_SYSINFO: &str = r#"
+import ctypes
+class Sysinfo(ctypes.Structure):
+    _fields_ = [("uptime", ctypes.c_long), ("loads", ctypes.c_ulong * 3),
+                ("totalram", ctypes.c_ulong), ("freeram", ctypes.c_ulong),
+                ("sharedram", ctypes.c_ulong), ("bufferram", ctypes.c_ulong),
+                ("totalswap", ctypes.c_ulong), ("freeswap", ctypes.c_ulong),
+                ("procs", ctypes.c_ushort), ("pad", ctypes.c_ushort),
+                ("totalhigh", ctypes.c_ulong), ("freehigh", ctypes.c_ulong),
+                ("mem_unit", ctypes.c_uint), ("_f", ctypes.c_char * 8)]
+libc = ctypes.CDLL(None, use_errno=True)
+def sysinfo():
+    s = Sysinfo()
+    if libc.sysinfo(ctypes.byref(s)) != 0:
+        raise OSError(ctypes.get_errno(), "sysinfo")
+    return s
+"#;
