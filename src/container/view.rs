@@ -102,7 +102,7 @@ impl Views {
         let budget = Budget::for_process();
         Ok(Views {
             host: Host::new(root, budget.host),
-            cgroups: Cgroups::discover(root, budget.dirs)?,
+            cgroups: Cgroups::discover(root, budget.dir_fds)?,
             resolver: Resolver::new(root)?,
             tasks: proc::Tasks::new(root, budget.tasks),
             opts,

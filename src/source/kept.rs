@@ -12,8 +12,13 @@
 //!   nothing more: a kept directory that says so is dropped and its path
 //!   opened again, so a cgroup removed and created again at the same path
 //!   is never read through a stale descriptor ([`Dirs::read`]).
-//! - Bounded: directories are an LRU with a cap sized from RLIMIT_NOFILE
-//!   ([`Budget`]); each holds at most [`MAX_FILES`] descriptors.
+//! - Bounded: directories are an LRU, and the descriptors they hold (their
+//!   own and their files') are counted against a budget sized from
+//!   RLIMIT_NOFILE ([`Budget`]). A directory holds at most [`MAX_FILES`]
+//!   files; a file that would go over the budget is read once and closed,
+//!   so a host with more containers than the budget serves them all (only
+//!   slower), and no directory is opened again each cycle for want of
+//!   room.
 
 use lru::LruCache;
 use std::ffi::{CString, OsString};
@@ -101,6 +106,43 @@ struct Slot {
     checked: Instant,
 }
 
+/// The descriptors a table of kept directories holds, against its budget.
+#[derive(Debug)]
+pub struct Held {
+    n: AtomicUsize,
+    max: usize,
+}
+
+impl Held {
+    pub fn new(max: usize) -> Arc<Held> {
+        Arc::new(Held {
+            n: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Counts one more descriptor if the budget has room for it.
+    fn take(&self) -> bool {
+        self.n
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn add(&self, k: usize) {
+        self.n.fetch_add(k, Ordering::Relaxed);
+    }
+
+    fn release(&self, k: usize) {
+        self.n.fetch_sub(k, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> usize {
+        self.n.load(Ordering::Relaxed)
+    }
+}
+
 /// A directory kept open, with the files read from it.
 #[derive(Debug)]
 pub struct KeptDir {
@@ -114,14 +156,28 @@ pub struct KeptDir {
     /// keeps one thread's rewind and getdents from interleaving another's).
     dir: Mutex<nix::dir::Dir>,
     fd: i32,
-    /// A file every live directory of this kind has (`cgroup.procs`): its
-    /// answer tells a vanished directory from a missing file.
+    /// A file every live directory of this kind has: its answer tells a
+    /// vanished directory from a missing file. On cgroupfs the cheapest
+    /// such file of the hierarchy's version, not the table's (v1's
+    /// `cgroup.procs` would build a pid list for every probe).
     probe: &'static str,
     files: Mutex<Vec<Slot>>,
+    /// Its table's count: the directory's descriptor and each kept file's.
+    held: Arc<Held>,
+}
+
+impl Drop for KeptDir {
+    fn drop(&mut self) {
+        let files = self.files.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.held
+            .release(1 + files.iter().filter(|s| s.file.is_some()).count());
+    }
 }
 
 impl KeptDir {
-    pub fn open(path: &Path, probe: &'static str) -> io::Result<KeptDir> {
+    /// Opens the directory at `path`, counting its descriptor in `held`
+    /// (a directory is always kept; its files only while `held` has room).
+    pub fn open(path: &Path, probe: &'static str, held: Arc<Held>) -> io::Result<KeptDir> {
         let dir = nix::dir::Dir::open(
             path,
             nix::fcntl::OFlag::O_RDONLY
@@ -139,14 +195,18 @@ impl KeptDir {
             st.st_ino
         };
         // SAFETY: fstatfs into a buffer we own, on a descriptor we own.
-        let counts_subdirs = unsafe {
+        let magic = unsafe {
             let mut fs: libc::statfs = std::mem::zeroed();
-            libc::fstatfs(fd, &mut fs) == 0
-                && matches!(
-                    fs.f_type,
-                    libc::CGROUP_SUPER_MAGIC | libc::CGROUP2_SUPER_MAGIC
-                )
+            (libc::fstatfs(fd, &mut fs) == 0).then_some(fs.f_type)
         };
+        // Files every cgroup directory has, the root's included
+        // (kernel/cgroup: cgroup1_base_files, cgroup_base_files).
+        let (counts_subdirs, probe) = match magic {
+            Some(libc::CGROUP_SUPER_MAGIC) => (true, "notify_on_release"),
+            Some(libc::CGROUP2_SUPER_MAGIC) => (true, "cgroup.controllers"),
+            _ => (false, probe),
+        };
+        held.add(1);
         Ok(KeptDir {
             path: path.to_owned(),
             ino,
@@ -155,6 +215,7 @@ impl KeptDir {
             fd,
             probe,
             files: Mutex::new(Vec::new()),
+            held,
         })
     }
 
@@ -204,8 +265,15 @@ impl KeptDir {
             }
         }
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        // Another thread may have kept one meanwhile: this one replaces it.
+        let replaced = files
+            .iter()
+            .filter(|s| s.name == name && s.file.is_some())
+            .count();
         files.retain(|s| s.name != name);
-        if files.len() < MAX_FILES {
+        self.held.release(replaced);
+        // That a file is absent costs no descriptor to remember.
+        if files.len() < MAX_FILES && (file.is_none() || self.held.take()) {
             files.push(Slot {
                 name,
                 file: file.clone(),
@@ -289,8 +357,8 @@ impl KeptDir {
 /// caller cache's pidfds, files of passthrough entries being read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Kept directories (each with up to [`MAX_FILES`] files).
-    pub dirs: usize,
+    /// Descriptors of kept directories and their files.
+    pub dir_fds: usize,
     /// Kept tasks (each with its stat and schedstat files).
     pub tasks: usize,
     /// Kept host files.
@@ -301,10 +369,11 @@ pub struct Budget {
 
 /// Descriptors left for everything the kept tables are not.
 pub const RESERVED_FDS: u64 = 2048;
-/// The most the tables ever keep, whatever the limit: 4096 directories,
-/// 32768 tasks and 4096 triggers (about 172k descriptors; the unit's
-/// LimitNOFILE leaves room for them).
-const MAX_DIRS: usize = 4096;
+/// The most the tables ever keep, whatever the limit: 102400 descriptors
+/// of directories and their files (4096 directories with [`MAX_FILES`]
+/// files each, or more with fewer), 32768 tasks and 4096 triggers (about
+/// 172k descriptors; the unit's LimitNOFILE leaves room for them).
+const MAX_DIR_FDS: usize = 4096 * (MAX_FILES + 1);
 const MAX_TASKS: usize = 32768;
 const MAX_HOST: usize = 1024;
 const MAX_TRIGGERS: usize = 4096;
@@ -316,7 +385,7 @@ impl Budget {
     pub fn for_limit(nofile: u64) -> Budget {
         let spare = nofile.saturating_sub(RESERVED_FDS) as usize;
         Budget {
-            dirs: (spare * 9 / 20 / (MAX_FILES + 1)).clamp(8, MAX_DIRS),
+            dir_fds: (spare * 9 / 20).clamp(16, MAX_DIR_FDS),
             tasks: (spare * 9 / 20 / 2).clamp(64, MAX_TASKS),
             host: (spare / 20).clamp(16, MAX_HOST),
             triggers: (spare / 40).clamp(16, MAX_TRIGGERS),
@@ -454,21 +523,25 @@ pub const IDLE: Duration = Duration::from_secs(60);
 pub struct Dirs {
     probe: &'static str,
     lru: Lru<PathBuf, KeptDir>,
+    held: Arc<Held>,
 }
 
 impl Dirs {
-    /// At most `cap` directories, each told alive by its file `probe`.
-    pub fn new(cap: usize, probe: &'static str) -> Dirs {
+    /// At most `fds` descriptors for the directories and their files (so at
+    /// most `fds / 2` directories: each is worth keeping only with a file),
+    /// each directory told alive by its file `probe`.
+    pub fn new(fds: usize, probe: &'static str) -> Dirs {
         Dirs {
             probe,
-            lru: Lru::new(cap),
+            lru: Lru::new(fds / 2),
+            held: Held::new(fds),
         }
     }
 
     /// The kept directory at `path`, opened if it is not kept.
     pub fn get(&self, path: &Path) -> io::Result<Arc<KeptDir>> {
         self.lru
-            .get_or_open(path, || KeptDir::open(path, self.probe))
+            .get_or_open(path, || KeptDir::open(path, self.probe, self.held.clone()))
     }
 
     /// Runs `f` on the kept directory at `path`; if it finds the directory
@@ -511,9 +584,10 @@ impl Dirs {
         self.lru.is_empty()
     }
 
-    /// Descriptors held: the directories' and their files'.
+    /// Descriptors held: the directories' and their files' (also those of
+    /// directories a reader still holds after the LRU let them go).
     pub fn descriptors(&self) -> usize {
-        self.lru.values().iter().map(|(_, d)| d.descriptors()).sum()
+        self.held.count()
     }
 }
 
@@ -586,7 +660,7 @@ mod tests {
         .expect("a cgroup file system (run as root on Linux)");
         let cg = TestCgroup(root.join(format!("proclens-kept-{}", std::process::id())));
         std::fs::create_dir(&cg.0).expect("make a test cgroup (as root)");
-        let k = KeptDir::open(&cg.0, "cgroup.procs").expect("open");
+        let k = KeptDir::open(&cg.0, "cgroup.procs", Held::new(8)).expect("open");
         assert!(
             k.counts_subdirs,
             "{} is a cgroup file system",
@@ -597,10 +671,18 @@ mod tests {
         assert_eq!(k.subdirs().expect("list"), vec![OsString::from("child")]);
         std::fs::remove_dir(cg.0.join("child")).expect("remove child");
         assert!(k.subdirs().expect("list").is_empty());
+        // Alive by the version's own probe file, and not once removed: the
+        // kept files of a removed cgroup answer ENODEV.
+        assert!(k.alive(), "{} is alive", cg.0.display());
+        assert!(k.read("cgroup.procs").expect("read").is_some());
+        std::fs::remove_dir(&cg.0).expect("remove the test cgroup");
+        assert!(!k.alive(), "{} was removed", cg.0.display());
+        let e = k.read("cgroup.procs").expect_err("a removed cgroup's file");
+        assert!(is_stale(&e), "{e}");
         // Elsewhere every directory is listed.
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(tmp.path().join("d")).expect("dir");
-        let t = KeptDir::open(tmp.path(), "d").expect("open");
+        let t = KeptDir::open(tmp.path(), "d", Held::new(8)).expect("open");
         assert!(!t.counts_subdirs);
         assert_eq!(t.subdirs().expect("list"), vec![OsString::from("d")]);
     }
@@ -662,7 +744,7 @@ mod tests {
         std::fs::write(d.join("cgroup.procs"), "1\n").expect("write");
         std::fs::write(d.join("memory.max"), "max\n").expect("write");
         std::fs::create_dir(d.join("child")).expect("mkdir");
-        let dirs = Dirs::new(4, "cgroup.procs");
+        let dirs = Dirs::new(8, "cgroup.procs");
         assert_eq!(
             dirs.read(&d, "memory.max").expect("read").as_deref(),
             Some("max\n")
@@ -682,9 +764,40 @@ mod tests {
     }
 
     #[test]
+    fn files_past_the_descriptor_budget_are_read_but_not_kept() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mk = |name: &str| {
+            let d = root.path().join(name);
+            std::fs::create_dir(&d).expect("mkdir");
+            for f in ["cgroup.procs", "memory.max", "memory.current"] {
+                std::fs::write(d.join(f), format!("{name} {f}\n")).expect("write");
+            }
+            d
+        };
+        let (a, b, c) = (mk("a"), mk("b"), mk("c"));
+        // Four descriptors: two directories at most.
+        let dirs = Dirs::new(4, "cgroup.procs");
+        let read = |d: &Path, f: &'static str| dirs.read(d, f).expect("read").expect("exists");
+        read(&a, "memory.max");
+        read(&a, "memory.current");
+        assert_eq!(dirs.descriptors(), 3, "a and its two files");
+        // b's directory is kept, its file goes over the budget: read anyway.
+        assert_eq!(read(&b, "memory.max"), "b memory.max\n");
+        assert_eq!(dirs.descriptors(), 4);
+        std::fs::write(b.join("memory.max"), "changed\n").expect("write");
+        assert_eq!(read(&b, "memory.max"), "changed\n", "still fresh");
+        assert_eq!(dirs.descriptors(), 4);
+        // c takes the place of the least recently used, a, whose
+        // descriptors close with it; c's file then fits.
+        assert_eq!(read(&c, "memory.max"), "c memory.max\n");
+        assert_eq!(dirs.len(), 2);
+        assert_eq!(dirs.descriptors(), 3, "b, c and c's file");
+    }
+
+    #[test]
     fn the_lru_is_bounded() {
         let root = tempfile::tempdir().expect("tempdir");
-        let dirs = Dirs::new(3, "cgroup.procs");
+        let dirs = Dirs::new(6, "cgroup.procs");
         for i in 0..10 {
             let d = root.path().join(format!("d{i}"));
             std::fs::create_dir(&d).expect("mkdir");
@@ -705,7 +818,7 @@ mod tests {
         // the tables may hold plus the reserve stays within the limit.
         for limit in [8192u64, 20000, 65536, 262144, 1 << 20] {
             let b = Budget::for_limit(limit);
-            let used = (b.dirs * (MAX_FILES + 1) + b.tasks * 2 + b.host + b.triggers) as u64;
+            let used = (b.dir_fds + b.tasks * 2 + b.host + b.triggers) as u64;
             assert!(used + RESERVED_FDS <= limit, "{limit}: {b:?} uses {used}");
         }
         // The unit's LimitNOFILE gives the full tables.
@@ -719,8 +832,8 @@ mod tests {
             .expect("a number");
         let full = Budget::for_limit(limit);
         assert_eq!(
-            (full.dirs, full.tasks, full.triggers),
-            (MAX_DIRS, MAX_TASKS, MAX_TRIGGERS),
+            (full.dir_fds, full.tasks, full.triggers),
+            (MAX_DIR_FDS, MAX_TASKS, MAX_TRIGGERS),
             "LimitNOFILE={limit}"
         );
     }

@@ -33,9 +33,20 @@ pub fn parse_stat(text: &str) -> Result<ProcStat, String> {
     if !text[..close].contains('(') {
         return Err("no '(' before comm".into());
     }
-    // Fields 3.. : state, ppid, ..., starttime is field 22.
-    let f: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let get = |i: usize, name: &str| f.get(i).copied().ok_or_else(|| format!("no {name} field"));
+    // Fields 3.. : state, ppid, ..., starttime is field 22 (the 20th
+    // after comm; what follows is not needed).
+    let mut f = [""; 20];
+    let mut n = 0;
+    for (slot, v) in f.iter_mut().zip(text[close + 1..].split_ascii_whitespace()) {
+        *slot = v;
+        n += 1;
+    }
+    let get = |i: usize, name: &str| {
+        f[..n]
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("no {name} field"))
+    };
     let mut state = get(0, "state")?.chars();
     let (Some(state), None) = (state.next(), state.next()) else {
         return Err("state is not one character".into());

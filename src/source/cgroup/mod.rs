@@ -74,8 +74,9 @@ pub fn under(root: &Path, abs: &Path) -> PathBuf {
 
 impl Cgroups {
     /// Reads `<root>/proc/self/mountinfo` and the unified root's controllers.
-    /// At most `max_dirs` cgroup directories are kept open.
-    pub fn discover(root: &Path, max_dirs: usize) -> Result<Self, Error> {
+    /// At most `max_fds` descriptors of cgroup directories and their files
+    /// are kept open.
+    pub fn discover(root: &Path, max_fds: usize) -> Result<Self, Error> {
         let path = root.join("proc/self/mountinfo");
         let text = crate::source::kfile::read_text(&path).map_err(|error| Error::Read {
             path: path.clone(),
@@ -83,11 +84,11 @@ impl Cgroups {
         })?;
         let mounts =
             mounts::parse_mountinfo(&text).map_err(|error| Error::Parse { path, error })?;
-        Self::new(root, mounts, max_dirs)
+        Self::new(root, mounts, max_fds)
     }
 
-    pub fn new(root: &Path, mounts: Mounts, max_dirs: usize) -> Result<Self, Error> {
-        let dirs = Dirs::new(max_dirs, "cgroup.procs");
+    pub fn new(root: &Path, mounts: Mounts, max_fds: usize) -> Result<Self, Error> {
+        let dirs = Dirs::new(max_fds, "cgroup.procs");
         let mut v2_controllers = BTreeSet::new();
         if let Some(v2) = &mounts.v2 {
             let top = under(root, &v2.mountpoint);
