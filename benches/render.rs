@@ -106,6 +106,18 @@ fn renderers(c: &mut Criterion) {
         c.bench_function(&format!("{name}/parse/meminfo"), |b| {
             b.iter(|| render::meminfo::parse(black_box(&meminfo)))
         });
+        let stat = text(name, "sys/fs/cgroup/memory/proclens-fixture/memory.stat");
+        let mem = proclens::source::cgroup::Memory {
+            limit: Some(256 << 20),
+            usage: 100 << 20,
+            stat: proclens::source::cgroup::MemStat::from_v1(
+                &parse::flat_keyed(&stat).expect("memory.stat"),
+            ),
+            swap: None,
+        };
+        c.bench_function(&format!("{name}/pure/meminfo"), |b| {
+            b.iter(|| render::meminfo::render(black_box(&meminfo), &mem).expect("render"))
+        });
     }
     c.bench_function("pure/loadavg", |b| {
         b.iter(|| render::loadavg::render(black_box([2048, 1024, 512]), 3, 120, "4242"))

@@ -109,7 +109,6 @@ fn replace_number(line: &str, value: u64) -> String {
 
 /// [`replace_number`] appended to `out`.
 pub(super) fn write_number(out: &mut String, line: &str, value: u64) {
-    use std::fmt::Write;
     let Some(colon) = line.find(':') else {
         out.push_str(line);
         return;
@@ -123,13 +122,37 @@ pub(super) fn write_number(out: &mut String, line: &str, value: u64) {
     // The label column is what precedes the 8-wide number on the host line;
     // wider numbers grow to the right, as with the kernel's printf.
     let label = (end.saturating_sub(8)).max(colon + 2);
-    let _ = write!(
-        out,
-        "{:<label$}{:>8}{}",
-        &line[..=colon],
-        value,
-        &line[end..]
-    );
+    let mut digits = [0u8; 20];
+    let n = decimal(value, &mut digits);
+    out.push_str(&line[..=colon]);
+    pad(out, label - (colon + 1));
+    pad(out, 8usize.saturating_sub(n));
+    // ASCII digits.
+    out.push_str(std::str::from_utf8(&digits[20 - n..]).unwrap_or("0"));
+    out.push_str(&line[end..]);
+}
+
+/// `v` in decimal at the end of `buf`; returns how many digits.
+fn decimal(mut v: u64, buf: &mut [u8; 20]) -> usize {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return buf.len() - i;
+        }
+    }
+}
+
+fn pad(out: &mut String, n: usize) {
+    const SPACES: &str = "                                ";
+    let mut n = n;
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 pub fn render(host: &str, mem: &Memory) -> Result<String, RenderError> {
@@ -161,5 +184,33 @@ mod tests {
             replace_number("Cached:                0 kB", 123456789),
             "Cached:         123456789 kB"
         );
+        // The same as printf-style padding to the host line's columns, for
+        // numbers of every length.
+        let padded = |line: &str, v: u64| {
+            let colon = line.find(':').expect("colon");
+            let end = colon
+                + 1
+                + line[colon + 1..]
+                    .find(|c: char| c.is_ascii_digit())
+                    .expect("digit")
+                + line[colon + 1..].trim_start().len()
+                - line[colon + 1..]
+                    .trim_start()
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .len();
+            let label = end.saturating_sub(8).max(colon + 2);
+            format!("{:<label$}{v:>8}{}", &line[..=colon], &line[end..])
+        };
+        for line in [
+            "MemFree:         1234567 kB",
+            "Cached:                0 kB",
+            "HugePages_Total:       0",
+            "VmallocTotal:   34359738367 kB",
+        ] {
+            for v in [0, 7, 10, 99_999_999, 100_000_000, u64::MAX] {
+                assert_eq!(replace_number(line, v), padded(line, v), "{line} {v}");
+            }
+        }
+        assert_eq!(replace_number("no colon", 5), "no colon");
     }
 }
