@@ -1387,6 +1387,84 @@ fn sendfile_readers_get_their_whole_file_after_a_shorter_reader() {
     }
 }
 
+/// Opens each file, fstat(2)s it, reads it to the end and fstat(2)s it
+/// again, `ROUNDS` times; prints the number of mismatches, then the first few.
+const SIZE_CHECKER: &str = r#"
+import os, sys
+rounds, files = int(sys.argv[1]), sys.argv[2:]
+bad = []
+for r in range(rounds):
+    for p in files:
+        fd = os.open(p, os.O_RDONLY)
+        before = os.fstat(fd).st_size
+        data = b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        after = os.fstat(fd).st_size
+        os.close(fd)
+        if before != len(data) or after != len(data):
+            bad.append(f"{p} round {r}: fstat {before} then {after}, read {len(data)}")
+print(len(bad))
+print("\n".join(bad[:10]))
+"#;
+
+/// An open file's size is the length of what that open reads, before and
+/// after reading it, while another container with longer files reads the
+/// same inodes at the same time (its opens raise the shared i_size).
+#[test]
+fn an_open_files_size_is_what_that_open_reads() {
+    let _serial = serial();
+    assert!(
+        host_online_cpus().len() >= 2,
+        "this test needs a host with 2 or more CPUs"
+    );
+    let daemon = Daemon::start();
+    let one = Container::new(&daemon, Limits::standard());
+    let all = Container::new(
+        &daemon,
+        Limits {
+            cpus: None,
+            cfs: None,
+            ..Limits::standard()
+        },
+    );
+    let files = [
+        "/proc/meminfo",
+        "/proc/cpuinfo",
+        "/proc/stat",
+        "/proc/loadavg",
+        "/proc/uptime",
+        "/proc/diskstats",
+        "/proc/swaps",
+        "/proc/vmstat",
+        "/sys/devices/system/cpu/online",
+    ];
+    let mut argv = vec!["python3", "-c", SIZE_CHECKER, "300"];
+    argv.extend(files);
+    let outs = std::thread::scope(|s| {
+        let checkers: Vec<_> = [&one, &all]
+            .into_iter()
+            .map(|c| s.spawn(|| c.run_within(&argv, Duration::from_secs(300))))
+            .collect();
+        checkers
+            .into_iter()
+            .map(|t| t.join().expect("checker thread"))
+            .collect::<Vec<_>>()
+    });
+    for (name, out) in ["one CPU", "all CPUs"].iter().zip(outs) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {text}");
+        assert_eq!(
+            text.lines().next(),
+            Some("0"),
+            "{name}: sizes that are not the open's length:\n{text}"
+        );
+    }
+}
+
 /// Counters of the `cpu` and `cpuN` lines of one /proc/stat snapshot.
 fn cpu_lines(snapshot: &str) -> Vec<(String, Vec<u64>)> {
     snapshot

@@ -154,11 +154,43 @@ enum Source {
 
 #[derive(Debug)]
 struct Handle {
+    ino: u64,
     source: Source,
     opener: u32,
     data: Arc<Vec<u8>>,
     /// Rendered at open and not read yet: the first read at 0 uses it.
     fresh: bool,
+}
+
+/// The open files, by handle, and which one each reader opened last on
+/// each inode: an fstat(2) of a file just opened asks for the size of
+/// what that open rendered (the kernel sends no handle with it).
+#[derive(Debug, Default)]
+struct Handles {
+    by_fh: HashMap<u64, Handle>,
+    newest: HashMap<(u32, u64), u64>,
+}
+
+impl Handles {
+    fn insert(&mut self, fh: u64, h: Handle) {
+        self.newest.insert((h.opener, h.ino), fh);
+        self.by_fh.insert(fh, h);
+    }
+
+    fn remove(&mut self, fh: u64) {
+        if let Some(h) = self.by_fh.remove(&fh) {
+            let key = (h.opener, h.ino);
+            if self.newest.get(&key) == Some(&fh) {
+                self.newest.remove(&key);
+            }
+        }
+    }
+
+    /// The length of the content `pid`'s newest open of `ino` holds.
+    fn len_for(&self, pid: u32, ino: u64) -> Option<usize> {
+        let fh = self.newest.get(&(pid, ino))?;
+        self.by_fh.get(fh).map(|h| h.data.len())
+    }
 }
 
 #[derive(Debug)]
@@ -171,7 +203,7 @@ struct ProcLens {
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
     nodes: RwLock<Nodes>,
-    handles: Mutex<HashMap<u64, Handle>>,
+    handles: Mutex<Handles>,
     next_fh: AtomicU64,
     metrics: Metrics,
     started: SystemTime,
@@ -196,7 +228,7 @@ impl ProcLens {
             triggers,
             notifier,
             nodes: RwLock::new(Nodes::default()),
-            handles: Mutex::new(HashMap::new()),
+            handles: Mutex::new(Handles::default()),
             next_fh: AtomicU64::new(1),
             metrics: Metrics::default(),
             started: SystemTime::now(),
@@ -318,18 +350,26 @@ impl ProcLens {
             return Ok((self.attr(ino, FileType::Directory, 0o555), STABLE_TTL));
         }
         if let Some(f) = ino_vfile(ino) {
-            // The size is the asking reader's content length (what it gets
-            // if it opens now). Readers that find a cached size, another
-            // reader's, still read all of theirs: read(2) with direct I/O
-            // ignores i_size, and for sendfile(2) and splice, which go
-            // through the page cache and stop at i_size, every open raises
-            // i_size to the opener's length (`raise_size`), and the kernel
-            // lowers it after a short read. So the attributes may be cached,
-            // which saves a round trip per fstat(2) (cat, Python, Rust's
-            // read_to_end all ask).
+            // The size is what the asking reader reads: its open's length
+            // when it has the file open (an fstat(2), which cat, Python and
+            // Rust's read_to_end all make; no rendering then), otherwise
+            // what it would get if it opened now. Never cached: the kernel
+            // shares the attributes of an inode among all readers, and one
+            // container's size must not answer another's fstat(2). (On this
+            // writable mount the kernel asks again after every read anyway,
+            // for the access time.) Readers whose i_size is another's still
+            // read all of theirs: read(2) with direct I/O ignores i_size,
+            // and for sendfile(2) and splice, which go through the page
+            // cache and stop at i_size, every open raises i_size to the
+            // opener's length (`raise_size`).
+            let open = self.handles.lock().ok().and_then(|h| h.len_for(pid, ino));
+            let len = match open {
+                Some(len) => len,
+                None => self.content(&Source::Virtual(f), pid)?.len(),
+            };
             let mut a = self.attr(ino, FileType::RegularFile, self.vfile_mode(f));
-            a.size = self.content(&Source::Virtual(f), pid)?.len() as u64;
-            return Ok((a, STABLE_TTL));
+            a.size = len as u64;
+            return Ok((a, NO_TTL));
         }
         if ino == METRICS {
             let mut a = self.attr(ino, FileType::RegularFile, 0o400);
@@ -369,7 +409,15 @@ impl ProcLens {
         std::fs::metadata(host).map_or(0o444, |m| (m.mode() & 0o666) as u16)
     }
 
-    fn lookup_ino(&self, parent: u64, name: &str, pid: u32) -> Result<(FileAttr, Duration), Errno> {
+    /// The entry, how long its name and how long its attributes may be
+    /// cached.
+    fn lookup_ino(
+        &self,
+        parent: u64,
+        name: &str,
+        pid: u32,
+    ) -> Result<(FileAttr, Duration, Duration), Errno> {
+        let both = |(a, ttl): (FileAttr, Duration)| (a, ttl, ttl);
         if let Some(d) = DIRS
             .iter()
             .find(|d| d.1 == parent && d.2 == name && d.0 != ROOT)
@@ -377,7 +425,7 @@ impl ProcLens {
             if d.0 == PRESSURE_DIR && !self.has_pressure() {
                 return Err(Errno::ENOENT);
             }
-            return self.getattr_ino(d.0, pid);
+            return self.getattr_ino(d.0, pid).map(both);
         }
         let files: &[VFile] = match parent {
             PROC => &VFile::PROC,
@@ -386,10 +434,13 @@ impl ProcLens {
             _ => &[],
         };
         if let Some(f) = files.iter().find(|f| f.name() == name) {
-            return self.getattr_ino(vfile_ino(*f), pid);
+            // The name is the same for everyone; the size is not.
+            return self
+                .getattr_ino(vfile_ino(*f), pid)
+                .map(|(a, _)| (a, STABLE_TTL, NO_TTL));
         }
         if parent == META_DIR && name == "metrics" {
-            return self.getattr_ino(METRICS, pid);
+            return self.getattr_ino(METRICS, pid).map(both);
         }
         if tree_root(parent).is_none() && parent < FIRST_DYNAMIC {
             return Err(Errno::ENOENT);
@@ -402,7 +453,7 @@ impl ProcLens {
         // lookups of made-up names cannot grow the table.
         let mut attr = self.host_attr(0, &rel, pid)?;
         attr.ino = INodeNo(self.node_ino(&rel));
-        Ok((attr, NO_TTL))
+        Ok((attr, NO_TTL, NO_TTL))
     }
 
     fn dir_entries(&self, ino: u64, pid: u32) -> Result<Vec<(u64, FileType, String)>, Errno> {
@@ -651,7 +702,9 @@ impl Filesystem for ProcLens {
             return reply.error(Errno::ENOENT);
         };
         match self.lookup_ino(parent.0, name, req.pid()) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            Ok((attr, entry_ttl, attr_ttl)) => {
+                reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -728,6 +781,7 @@ impl Filesystem for ProcLens {
             h.insert(
                 fh,
                 Handle {
+                    ino: ino.0,
                     source,
                     opener: pid,
                     data,
@@ -757,7 +811,7 @@ impl Filesystem for ProcLens {
             let Ok(mut h) = self.handles.lock() else {
                 return reply.error(Errno::EIO);
             };
-            let Some(handle) = h.get_mut(&fh.0) else {
+            let Some(handle) = h.by_fh.get_mut(&fh.0) else {
                 return reply.error(Errno::EBADF);
             };
             let rerender = if offset == 0 && !handle.fresh {
@@ -777,7 +831,7 @@ impl Filesystem for ProcLens {
             Some((source, pid)) => match self.content(&source, pid) {
                 Ok(d) => {
                     if let Ok(mut h) = self.handles.lock() {
-                        if let Some(handle) = h.get_mut(&fh.0) {
+                        if let Some(handle) = h.by_fh.get_mut(&fh.0) {
                             handle.data = d.clone();
                         }
                     }
@@ -803,7 +857,7 @@ impl Filesystem for ProcLens {
         reply: ReplyEmpty,
     ) {
         if let Ok(mut h) = self.handles.lock() {
-            h.remove(&fh.0);
+            h.remove(fh.0);
         }
         self.triggers.remove(fh.0);
         reply.ok();
