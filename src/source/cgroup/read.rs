@@ -391,14 +391,14 @@ fn quota(fs: Files, dir: &Dir) -> Result<Option<f64>, Error> {
             Version::V2 => fs
                 .parsed_opt(d, "cpu.max", parse::cpu_max)?
                 .and_then(|(q, p)| q.map(|q| q as f64 / p as f64)),
-            Version::V1 => {
-                let q = fs.parsed_opt(d, "cpu.cfs_quota_us", parse::signed)?;
-                let p = fs.parsed_opt(d, "cpu.cfs_period_us", parse::number)?;
-                match (q, p) {
-                    (Some(q), Some(p)) if q > 0 && p > 0 => Some(q as f64 / p as f64),
-                    _ => None,
-                }
-            }
+            // -1 is no quota; the period only matters with one.
+            Version::V1 => match fs.parsed_opt(d, "cpu.cfs_quota_us", parse::signed)? {
+                Some(q) if q > 0 => fs
+                    .parsed_opt(d, "cpu.cfs_period_us", parse::number)?
+                    .filter(|&p| p > 0)
+                    .map(|p| q as f64 / p as f64),
+                _ => None,
+            },
         };
         if let Some(q) = q {
             best = Some(best.map_or(q, |b| b.min(q)));
@@ -463,14 +463,26 @@ pub(super) fn cpu_usage(fs: Files, p: &Placement) -> Result<Option<CpuUsage>, Er
             // that has no ticks yet, or everything on kernels without usage_all.
             let total = fs.parsed(&dir.path, "cpuacct.usage_percpu", parse::number_list)?;
             let split = fs.parsed_opt(&dir.path, "cpuacct.usage_all", parse::cpuacct_usage_all)?;
-            let overall = fs.parsed(&dir.path, "cpuacct.stat", |t| {
-                parse::flat_keyed(t).map(|m| {
-                    (
-                        m.get("user").copied().unwrap_or(0),
-                        m.get("system").copied().unwrap_or(0),
-                    )
-                })
-            })?;
+            // Read only when some CPU with time has no split of its own.
+            let unsplit = total.iter().enumerate().any(|(cpu, t)| {
+                *t > 0
+                    && split
+                        .as_ref()
+                        .and_then(|s| s.get(cpu))
+                        .is_none_or(|(u, s)| u + s == 0)
+            });
+            let overall = if unsplit {
+                fs.parsed(&dir.path, "cpuacct.stat", |t| {
+                    parse::flat_keyed(t).map(|m| {
+                        (
+                            m.get("user").copied().unwrap_or(0),
+                            m.get("system").copied().unwrap_or(0),
+                        )
+                    })
+                })?
+            } else {
+                (0, 0)
+            };
             let per_cpu = total
                 .iter()
                 .enumerate()
