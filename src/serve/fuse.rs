@@ -20,6 +20,7 @@
 //! through the page cache, which the kernel drops at every open; see
 //! `raise_size` for what that asks of the file size.
 
+use super::isize::KnownSizes;
 use super::metrics::{self, Kind, Metrics};
 use super::psi::{self, Ready, Triggers};
 use super::sysinfo::Sysinfo;
@@ -64,6 +65,12 @@ const NO_TTL: Duration = Duration::ZERO;
 
 fn vfile_ino(f: VFile) -> u64 {
     FIRST_FILE + VFile::ALL.iter().position(|x| *x == f).unwrap_or(0) as u64
+}
+
+/// The index of a virtual file's inode in `VFile::ALL`.
+fn vfile_index(ino: u64) -> Option<usize> {
+    let i = usize::try_from(ino.checked_sub(FIRST_FILE)?).ok()?;
+    (i < VFile::ALL.len()).then_some(i)
 }
 
 fn ino_vfile(ino: u64) -> Option<VFile> {
@@ -202,6 +209,8 @@ struct ProcLens {
     triggers: Arc<Triggers>,
     /// Set once the session exists; used to raise the kernel's i_size.
     notifier: Arc<OnceLock<Notifier>>,
+    /// What each virtual file's i_size is known to be at least.
+    sizes: KnownSizes,
     nodes: RwLock<Nodes>,
     handles: Mutex<Handles>,
     next_fh: AtomicU64,
@@ -227,6 +236,7 @@ impl ProcLens {
             sysinfo,
             triggers,
             notifier,
+            sizes: KnownSizes::new(VFile::ALL.len()),
             nodes: RwLock::new(Nodes::default()),
             handles: Mutex::new(Handles::default()),
             next_fh: AtomicU64::new(1),
@@ -535,6 +545,16 @@ impl ProcLens {
         })
     }
 
+    /// Sends `reply`, which may set the kernel's i_size of `ino` to `len`
+    /// (an attribute reply, or a short read through the page cache), having
+    /// first lowered what is known of it.
+    fn reply_sized(&self, ino: u64, len: u64, reply: impl FnOnce()) {
+        match vfile_index(ino) {
+            Some(i) => self.sizes.lowering(i, len, reply),
+            None => reply(),
+        }
+    }
+
     /// A bind-mounted file is opened without a LOOKUP, so the kernel's i_size
     /// is whatever the last LOOKUP, GETATTR or short page-cache read left, and
     /// sendfile(2)/splice, which go through the page cache even for direct
@@ -543,24 +563,36 @@ impl ProcLens {
     /// only grows the size, and only for a non-empty store); the page stays
     /// not-uptodate, so a later read still asks us. The kernel lowers i_size
     /// again after the short read at the end (fs/fuse/file.c fuse_short_read).
+    /// No store is made when i_size is known to cover the length already
+    /// (`KnownSizes`): the replies that may lower it go through
+    /// [`ProcLens::reply_sized`].
     fn raise_size(&self, n: &Notifier, ino: INodeNo, data: &[u8]) {
+        let Some(i) = vfile_index(ino.0) else {
+            return;
+        };
         let len = data.len();
-        if len == 0 {
-            return;
-        }
-        // A store that starts a page and reaches the end of file would mark
-        // that page up to date with only our bytes in it: never start at a
-        // page boundary.
-        let mut start = len - 1;
-        if start % 4096 == 0 && len >= 2 {
-            start = len - 2;
-        }
-        if start % 4096 == 0 {
-            return;
-        }
-        if let Err(e) = n.store(ino, start as u64, &data[start..]) {
-            log::debug!("raising i_size of inode {}: {e}", ino.0);
-        }
+        self.sizes.raise(i, len as u64, || {
+            if len == 0 {
+                return false;
+            }
+            // A store that starts a page and reaches the end of file would
+            // mark that page up to date with only our bytes in it: never
+            // start at a page boundary.
+            let mut start = len - 1;
+            if start % 4096 == 0 && len >= 2 {
+                start = len - 2;
+            }
+            if start % 4096 == 0 {
+                return false;
+            }
+            match n.store(ino, start as u64, &data[start..]) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!("raising i_size of inode {}: {e}", ino.0);
+                    false
+                }
+            }
+        });
     }
 
     /// For a write-open of a pressure file by `req`'s process: the
@@ -702,16 +734,16 @@ impl Filesystem for ProcLens {
             return reply.error(Errno::ENOENT);
         };
         match self.lookup_ino(parent.0, name, req.pid()) {
-            Ok((attr, entry_ttl, attr_ttl)) => {
+            Ok((attr, entry_ttl, attr_ttl)) => self.reply_sized(attr.ino.0, attr.size, || {
                 reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, Generation(0))
-            }
+            }),
             Err(e) => reply.error(e),
         }
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.getattr_ino(ino.0, req.pid()) {
-            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Ok((attr, ttl)) => self.reply_sized(ino.0, attr.size, || reply.attr(&ttl, &attr)),
             Err(e) => reply.error(e),
         }
     }
@@ -798,7 +830,7 @@ impl Filesystem for ProcLens {
     fn read(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -843,7 +875,12 @@ impl Filesystem for ProcLens {
         };
         let start = (offset as usize).min(data.len());
         let end = start.saturating_add(size as usize).min(data.len());
-        reply.data(&data[start..end]);
+        if end - start < size as usize {
+            // Through the page cache, a short read ends the file there.
+            self.reply_sized(ino.0, end as u64, || reply.data(&data[start..end]));
+        } else {
+            reply.data(&data[start..end]);
+        }
     }
 
     fn release(
@@ -967,7 +1004,7 @@ impl Filesystem for ProcLens {
             return reply.error(Errno::EROFS);
         }
         match self.getattr_ino(ino.0, req.pid()) {
-            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Ok((attr, ttl)) => self.reply_sized(ino.0, attr.size, || reply.attr(&ttl, &attr)),
             Err(e) => reply.error(e),
         }
     }
