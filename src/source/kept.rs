@@ -326,12 +326,6 @@ impl KeptDir {
         Ok(out)
     }
 
-    /// Descriptors it holds: its own and its open files'.
-    pub fn descriptors(&self) -> usize {
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        1 + files.iter().filter(|s| s.file.is_some()).count()
-    }
-
     /// The directory's link count now.
     fn links(&self) -> io::Result<u64> {
         // SAFETY: fstat into a stat buffer we own, on a descriptor we own.
