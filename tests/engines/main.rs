@@ -73,7 +73,7 @@ use std::time::{Duration, Instant};
 
 use checks::{
     check_child_service, check_iostat, check_kernel_files, check_load, check_tools, load_fields,
-    nsexec_ok, Case, HostView, WRITE_MIB,
+    nsexec_ok, ActiveWatch, Case, HostView, WRITE_MIB,
 };
 use common::{
     free_mem_total, host_command, proclens_bin, seccomp_socket_of, serial, unique_name, which,
@@ -635,6 +635,7 @@ fn every_engine_gives_its_container_its_own_proc() {
         case.loops = loops;
     }
     let window = Instant::now();
+    let watch = ActiveWatch::start(&cases);
 
     // --- phase 3, meanwhile: what must leave a container alone, and more ----
     // (Only in the full selection: they do not depend on the cgroup
@@ -710,11 +711,11 @@ fn every_engine_gives_its_container_its_own_proc() {
         window.elapsed()
     );
     std::thread::sleep(rest);
-    for case in &cases {
-        if case.loops.is_none() {
-            continue;
-        }
-        if let Some(line) = parts.run(&format!("{}: loadavg", case.name), || check_load(case)) {
+    let active = watch.finish();
+    for (case, seen) in cases.iter().filter(|c| c.loops.is_some()).zip(&active) {
+        if let Some(line) = parts.run(&format!("{}: loadavg", case.name), || {
+            check_load(case, seen)
+        }) {
             outputs.push((format!("{}: /proc/loadavg", case.name), line));
         }
     }
