@@ -159,8 +159,17 @@ pub fn render(host: &str, mem: &Memory) -> Result<String, RenderError> {
     let values = virtual_values(&HostMem::scan(host), mem)?;
     let mut out = String::with_capacity(host.len() + 64);
     for line in host.lines() {
-        let key = line.split_once(':').map_or(line, |(k, _)| k);
-        match values.iter().find(|(k, _)| *k == key) {
+        // Keys are short: a byte loop finds the colon sooner than a searcher,
+        // and comparing first bytes spares most of the string comparisons.
+        let key = line
+            .bytes()
+            .position(|b| b == b':')
+            .map_or(line, |i| &line[..i]);
+        let first = key.as_bytes().first();
+        match values
+            .iter()
+            .find(|(k, _)| k.as_bytes().first() == first && *k == key)
+        {
             Some((_, v)) => write_number(&mut out, line, *v),
             None => out.push_str(line),
         }

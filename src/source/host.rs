@@ -116,27 +116,35 @@ pub struct HostMem {
 }
 
 impl HostMem {
-    /// One pass over the text of /proc/meminfo for the lines needed.
+    /// One pass over the text of /proc/meminfo for the lines needed; it
+    /// stops once it has seen all six (the kernel prints them in the first
+    /// third of the file).
     pub fn scan(meminfo: &str) -> HostMem {
         let mut h = HostMem::default();
         let num = |rest: &str| rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        let mut seen = 0u8;
         for l in meminfo.lines() {
             let Some((key, rest)) = l.split_once(':') else {
                 continue;
             };
-            let field = match key {
+            let (bit, field) = match key {
                 "MemTotal" => {
                     h.mem_total = num(rest);
+                    seen |= 1;
                     continue;
                 }
-                "MemFree" => &mut h.mem_free,
-                "Buffers" => &mut h.buffers,
-                "Shmem" => &mut h.shmem,
-                "SwapTotal" => &mut h.swap_total,
-                "SwapFree" => &mut h.swap_free,
+                "MemFree" => (2, &mut h.mem_free),
+                "Buffers" => (4, &mut h.buffers),
+                "Shmem" => (8, &mut h.shmem),
+                "SwapTotal" => (16, &mut h.swap_total),
+                "SwapFree" => (32, &mut h.swap_free),
                 _ => continue,
             };
             *field = num(rest).unwrap_or(0);
+            seen |= bit;
+            if seen == 63 {
+                break;
+            }
         }
         h
     }
