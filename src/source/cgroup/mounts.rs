@@ -4,7 +4,7 @@
 
 use super::parse::ParseError;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The controllers proclens reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -182,11 +182,6 @@ pub fn cgroup_dir(mount: &CgroupMount, path: &str) -> Option<PathBuf> {
     } else {
         mount.mountpoint.join(rel)
     })
-}
-
-/// The chain of directories from `dir` up to and including `top`.
-pub fn ancestors<'a>(dir: &'a Path, top: &'a Path) -> impl Iterator<Item = &'a Path> + 'a {
-    dir.ancestors().take_while(move |p| p.starts_with(top))
 }
 
 #[cfg(test)]

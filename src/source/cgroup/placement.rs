@@ -1,7 +1,7 @@
 //! Where one cgroup's files are: per controller, its directory and the
 //! hierarchy it belongs to.
 
-use super::mounts::{self, Controller};
+use super::mounts::Controller;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,8 +32,14 @@ impl Dir {
     /// memory limit or a CFS quota there, and v2 has no memory.max or
     /// cpu.max at its root), so its files are not read at all.
     pub fn chain(&self) -> impl Iterator<Item = &Path> {
-        let top = self.top.as_path();
-        mounts::ancestors(&self.path, top).filter(move |p| *p != top)
+        // Ancestors end at separators, so once the path is known to be
+        // inside the top, "below the top" is "longer than it": no walk of
+        // components per ancestor.
+        let inside = self.path.starts_with(&self.top);
+        let top_len = self.top.as_os_str().len();
+        self.path
+            .ancestors()
+            .take_while(move |p| inside && p.as_os_str().len() > top_len)
     }
 }
 
@@ -59,5 +65,41 @@ impl Placement {
         ]
         .iter()
         .find_map(|c| self.get(*c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(path: &str, top: &str) -> Dir {
+        Dir {
+            version: Version::V1,
+            path: PathBuf::from(path),
+            top: PathBuf::from(top),
+        }
+    }
+
+    fn chain(d: &Dir) -> Vec<&str> {
+        d.chain().map(|p| p.to_str().expect("utf8")).collect()
+    }
+
+    #[test]
+    fn the_chain_is_the_path_and_its_ancestors_below_the_top() {
+        let m = "/sys/fs/cgroup/memory";
+        assert_eq!(
+            chain(&dir("/sys/fs/cgroup/memory/docker/abc", m)),
+            [
+                "/sys/fs/cgroup/memory/docker/abc",
+                "/sys/fs/cgroup/memory/docker"
+            ]
+        );
+        assert!(chain(&dir(m, m)).is_empty(), "the root holds no limits");
+        assert_eq!(
+            chain(&dir("/sys/fs/cgroup/memory/a/", "/sys/fs/cgroup/memory/")),
+            ["/sys/fs/cgroup/memory/a/"]
+        );
+        // A name that only starts like the top is not inside it.
+        assert!(chain(&dir("/sys/fs/cgroup/memoryx/a", m)).is_empty());
     }
 }
