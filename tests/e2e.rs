@@ -1330,6 +1330,22 @@ fn count_processors(cpuinfo: &str) -> usize {
         .count()
 }
 
+/// Two containers with the standard limits but for the CPUs: one on a
+/// single CPU, one with every CPU and no quota, so that their cpuinfo, stat
+/// and cpu/online differ in length.
+fn one_cpu_and_all_cpus(daemon: &Daemon) -> (Container<'_>, Container<'_>) {
+    let one = Container::new(daemon, Limits::standard());
+    let all = Container::new(
+        daemon,
+        Limits {
+            cpus: None,
+            cfs: None,
+            ..Limits::standard()
+        },
+    );
+    (one, all)
+}
+
 /// busybox `cat` copies with sendfile(2), which reads FUSE files through the
 /// page cache and stops at the inode's size even with direct I/O; bind-mounted
 /// files are opened without a LOOKUP that would refresh it. A reader with a
@@ -1340,15 +1356,7 @@ fn sendfile_readers_get_their_whole_file_after_a_shorter_reader() {
     let host_cpus = host_online_cpus().len();
     assert!(host_cpus >= 2, "this test needs a host with 2 or more CPUs");
     let daemon = Daemon::start();
-    let one = Container::new(&daemon, Limits::standard());
-    let all = Container::new(
-        &daemon,
-        Limits {
-            cpus: None,
-            cfs: None,
-            ..Limits::standard()
-        },
-    );
+    let (one, all) = one_cpu_and_all_cpus(&daemon);
     // Long-lived containers, entered for each read (like `docker exec`): no
     // new bind mount, so no LOOKUP refreshes the size between readers.
     let one_init = one.spawn(&["sleep", "120"]);
@@ -1422,15 +1430,7 @@ fn an_open_files_size_is_what_that_open_reads() {
         "this test needs a host with 2 or more CPUs"
     );
     let daemon = Daemon::start();
-    let one = Container::new(&daemon, Limits::standard());
-    let all = Container::new(
-        &daemon,
-        Limits {
-            cpus: None,
-            cfs: None,
-            ..Limits::standard()
-        },
-    );
+    let (one, all) = one_cpu_and_all_cpus(&daemon);
     let files = [
         "/proc/meminfo",
         "/proc/cpuinfo",
