@@ -74,8 +74,7 @@ fn vfile_index(ino: u64) -> Option<usize> {
 }
 
 fn ino_vfile(ino: u64) -> Option<VFile> {
-    ino.checked_sub(FIRST_FILE)
-        .and_then(|i| VFile::ALL.get(i as usize).copied())
+    vfile_index(ino).map(|i| VFile::ALL[i])
 }
 
 /// Fixed directories: (inode, parent, name).
